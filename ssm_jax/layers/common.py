@@ -1,0 +1,74 @@
+"""Small pieces shared by the layers: parameter kinds, dt initialization, complex storage.
+
+Parameter kinds (how an optimizer tells them apart, by type):
+
+* :class:`~ssm_jax.layers.params.SSMParam` (an ``nnx.Param``): trainable SSM parameters
+  (A, B, C, dt and the skip D); their own learning rate, no weight decay.
+* :class:`FrozenSSMVariable` (an ``nnx.Variable`` that is *not* an ``nnx.Param``): an SSM
+  parameter held fixed (``trainable_A=False``). Optimizers built on ``nnx.Param`` skip it.
+* ``nnx.Param``: every other weight (projections, norms, embeddings).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ssm_jax.layers.params import SSMParam
+
+__all__ = [
+    "FrozenSSMVariable",
+    "ssm_variable",
+    "log_uniform_dt",
+    "inverse_softplus",
+    "as_complex",
+    "as_real_pair",
+    "seed_from_key",
+    "read",
+]
+
+
+class FrozenSSMVariable(nnx.Variable):
+    """An SSM parameter kept fixed during training (not an ``nnx.Param``)."""
+
+
+def ssm_variable(value, *, trainable: bool = True) -> nnx.Variable:
+    """``SSMParam(value)`` if trainable, else ``FrozenSSMVariable(value)``."""
+    return SSMParam(value) if trainable else FrozenSSMVariable(value)
+
+
+def read(variables) -> dict:
+    """The arrays held by a mapping of name -> ``nnx.Variable`` (a plain dict)."""
+    return {name: var[...] for name, var in variables.items()}
+
+
+def log_uniform_dt(key, shape, dt_min: float, dt_max: float):
+    """Step sizes dt ~ exp(U[log dt_min, log dt_max]) (S4 and Mamba), float32 of ``shape``."""
+    if not 0 < dt_min <= dt_max:
+        raise ValueError(f"dt_min and dt_max must satisfy 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
+    u = jax.random.uniform(key, shape, jnp.float32)
+    return jnp.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+
+
+def inverse_softplus(y):
+    """x with softplus(x) = y, for y > 0: x = y + log(-expm1(-y))."""
+    return y + jnp.log(-jnp.expm1(-y))
+
+
+def as_complex(x):
+    """(..., 2) real -> (...) complex: x[..., 0] + i x[..., 1]."""
+    return jax.lax.complex(x[..., 0], x[..., 1])
+
+
+def as_real_pair(z):
+    """(...) complex -> (..., 2) float32 real and imaginary parts (the stored form)."""
+    z = jnp.asarray(z)
+    return jnp.stack([z.real, z.imag], axis=-1).astype(jnp.float32)
+
+
+def seed_from_key(key) -> int:
+    """A numpy seed drawn from a JAX key (for the numpy initializers of ``ssm_jax.hippo``)."""
+    return int(np.asarray(jax.random.randint(key, (), 0, 2**31 - 1)))

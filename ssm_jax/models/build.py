@@ -1,0 +1,88 @@
+"""``build_model(model_config, task_info, *, rngs)``: the entry point the training script calls."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import ml_collections
+from flax import nnx
+
+from ssm_jax.models.sequence_model import SequenceModel
+
+__all__ = ["build_model", "default_model_config", "import_variant_modules"]
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+    """Defaults of every field ``build_model`` reads.
+
+    layer:         registered layer name (``ssm_jax.layers.available()``), e.g. "s4d", "s4", "mamba".
+    d_model, n_layers, d_state: width, depth, SSM state size N.
+    dropout:       dropout rate (blocks and position-wise output).
+    prenorm:       pre-norm (True) or post-norm residual blocks.
+    norm:          "layer" or "batch".
+    activation:    position-wise output "gelu", "glu" or "none" (use "none" for Mamba).
+    pooling:       "mean", "last" or "none" (classification).
+    bidirectional: bidirectional layers (S4, S4D, dense; not for lm).
+    layer_kwargs:  extra constructor arguments of the layer, e.g. {"init": "lin"}.
+    variant_modules: modules imported before the layer is looked up, so a user's file that
+                   calls ``ssm_jax.layers.register`` can be chosen by name (import paths,
+                   e.g. "my_project.my_ssm", or .py file paths).
+    """
+    return ml_collections.ConfigDict({
+        "layer": "s4d",
+        "d_model": 128,
+        "n_layers": 4,
+        "d_state": 64,
+        "dropout": 0.0,
+        "prenorm": True,
+        "norm": "layer",
+        "activation": "gelu",
+        "pooling": "mean",
+        "bidirectional": False,
+        "layer_kwargs": {},
+        "variant_modules": (),
+    })
+
+
+def import_variant_modules(modules) -> None:
+    """Import each module (dotted name or .py path) so its ``register`` calls run."""
+    if isinstance(modules, str):
+        modules = [m for m in modules.split(",") if m]
+    for module in modules:
+        if module.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(module.rsplit("/", 1)[-1][:-3], module)
+            if spec is None:
+                raise ImportError(f"variant_modules: cannot import {module!r}")
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        else:
+            importlib.import_module(module)
+
+
+def build_model(model_config, task_info, *, rngs: nnx.Rngs) -> SequenceModel:
+    """Build the :class:`~ssm_jax.models.sequence_model.SequenceModel` of a config and task.
+
+    Args:
+      model_config: ``ConfigDict`` or dict with the fields of :func:`default_model_config`
+        (missing fields take those defaults; unknown fields are an error).
+      task_info: dict with ``num_classes``, ``vocab_size`` (int for token inputs, None
+        for floats), ``input_dim`` (float inputs), ``seq_len``, ``dual`` (bool), ``task``
+        ("classification" | "lm") and optionally ``pad_id`` (masked out of pooling).
+      rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` for training).
+    Returns:
+      The model; ``model(x)`` returns logits.
+    """
+    cfg = default_model_config()
+    given = dict(model_config)
+    unknown = sorted(set(given) - set(cfg))
+    if unknown:
+        raise ValueError(f"model_config has unknown fields {unknown}; known: {sorted(cfg)}")
+    cfg.update(given)
+    import_variant_modules(cfg.variant_modules)
+    info = dict(task_info)
+    return SequenceModel(
+        layer=cfg.layer, d_model=cfg.d_model, n_layers=cfg.n_layers, d_state=cfg.d_state,
+        dropout=cfg.dropout, prenorm=cfg.prenorm, norm=cfg.norm, activation=cfg.activation,
+        pooling=cfg.pooling, bidirectional=cfg.bidirectional, layer_kwargs=dict(cfg.layer_kwargs),
+        num_classes=info.get("num_classes"), vocab_size=info.get("vocab_size"),
+        input_dim=info.get("input_dim"), dual=bool(info.get("dual", False)),
+        task=info.get("task", "classification"), pad_id=info.get("pad_id"), rngs=rngs)
