@@ -1,0 +1,217 @@
+"""``train_and_evaluate(config, workdir)``: the training loop behind ``experiments/train.py``.
+
+One run: import the user's modules, load the task, build the model, train it data-parallel
+over the local devices, evaluate on the full val split every ``eval_every`` steps (and on
+the test split whenever val improves, and at the end), checkpoint every
+``checkpoint_every`` steps, and write metrics, a plot and ``summary.json`` to ``workdir``.
+Started again with the same ``workdir`` it resumes from the latest checkpoint: same
+step, optimizer state, RNG state and data position (epoch, batch index).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from ssm_jax import data as data_lib
+from ssm_jax import models
+from ssm_jax.training import metrics as metrics_lib
+from ssm_jax.training.checkpoint import Checkpointer
+from ssm_jax.training.imports import import_user_modules
+from ssm_jax.training.optim import make_optimizer
+from ssm_jax.training.progress import Progress
+from ssm_jax.training.sharding import check_batch_size, make_mesh, replicate, replicated, shard_batch
+from ssm_jax.training.steps import eval_step, init_train_state, merge_model, split_model, train_step
+
+POSITIVE_INT_FIELDS = ("batch_size", "eval_batch_size", "eval_every", "checkpoint_every",
+                       "keep_checkpoints", "log_every")
+
+
+def check_config(config) -> None:
+    """Raise ValueError naming the first missing or invalid top-level field."""
+    for name in POSITIVE_INT_FIELDS + ("num_epochs", "num_steps", "seed"):
+        if name not in config:
+            raise ValueError(f"config has no field {name!r} (start from ssm_jax.training.default_config())")
+    for name in POSITIVE_INT_FIELDS:
+        if not isinstance(config[name], int) or config[name] < 1:
+            raise ValueError(f"config.{name} must be a positive int, got {config[name]!r}")
+    if config.num_steps <= 0 and config.num_epochs <= 0:
+        raise ValueError(f"set config.num_steps > 0 or config.num_epochs > 0, got num_steps="
+                         f"{config.num_steps}, num_epochs={config.num_epochs}")
+
+
+def total_steps(config, steps_per_epoch: int) -> int:
+    """``config.num_steps`` if positive, else ``num_epochs * steps_per_epoch``."""
+    return int(config.num_steps) if config.num_steps > 0 else int(config.num_epochs * steps_per_epoch)
+
+
+def host_batch(inputs: np.ndarray, labels: np.ndarray) -> dict:
+    """A batch dict; integer token inputs are widened to int32."""
+    if np.issubdtype(inputs.dtype, np.integer):
+        inputs = inputs.astype(np.int32)
+    return {"inputs": inputs, "labels": labels.astype(np.int32)}
+
+
+def padded_batches(split, batch_size: int):
+    """All of ``split`` in order, the last batch padded to ``batch_size``; ``mask`` marks real rows."""
+    for inputs, labels in data_lib.batches(split, batch_size, seed=0, shuffle=False, drop_remainder=False):
+        n = labels.shape[0]
+        pad = batch_size - n
+        batch = host_batch(inputs, labels)
+        if pad:
+            batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
+        batch["mask"] = np.arange(batch_size) < n
+        yield batch
+
+
+def evaluate(eval_fn, state, split, batch_size: int, mesh) -> dict:
+    """Exact mean loss and accuracy of the model in ``state`` over the whole ``split``."""
+    totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+    for batch in padded_batches(split, batch_size):
+        out = jax.device_get(eval_fn(state, shard_batch(batch, mesh)))
+        for k in totals:
+            totals[k] += float(out[k])
+    return {"loss": totals["loss"] / totals["count"], "accuracy": totals["correct"] / totals["count"],
+            "count": int(totals["count"])}
+
+
+def _fresh_record() -> dict:
+    return {"step": 0, "epoch": 0, "batch_index": 0, "elapsed_s": 0.0, "best_eval_accuracy": None,
+            "best_eval_step": None, "test_accuracy_at_best": None, "last": {}}
+
+
+def write_config(config, workdir: str) -> None:
+    """Write the resolved config to ``workdir/config.json``."""
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def _summary(record: dict, task_info: dict, num_steps: int, num_params: int, n_devices: int) -> dict:
+    return {
+        "task": task_info.get("name"),
+        "best_eval_accuracy": record["best_eval_accuracy"],
+        "best_eval_step": record["best_eval_step"],
+        "test_accuracy_at_best_eval": record["test_accuracy_at_best"],
+        "majority_baseline": dict(task_info.get("majority_baseline", {})),
+        "final": record["last"],
+        "steps": record["step"],
+        "num_steps": num_steps,
+        "num_params": num_params,
+        "num_devices": n_devices,
+        "train_time_s": round(record["elapsed_s"], 2),
+    }
+
+
+def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None):
+    """Train and evaluate as configured, writing everything under ``workdir``.
+
+    Returns ``(summary, model)``: the summary dict (also in ``workdir/summary.json``:
+    best eval accuracy, its step and the test accuracy there, the final metrics) and the
+    trained model (an ``nnx.Module`` in eval mode). ``stop_at_step`` stops early without a
+    final checkpoint, as a killed run would (for tests and time-sliced jobs).
+    """
+    check_config(config)
+    import_user_modules(config.get("import_modules"))
+    os.makedirs(workdir, exist_ok=True)
+    write_config(config, workdir)
+
+    task = data_lib.get_task(config.data.task, data_dir=config.data.data_dir, seed=config.data.seed,
+                             **config.data.options.to_dict())
+    info = dict(task.info, name=task.name)
+    mesh = make_mesh()
+    check_batch_size(config.batch_size, mesh, "config.batch_size")
+    check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+    steps_per_epoch = data_lib.num_batches(task.splits["train"], config.batch_size)
+    num_steps = total_steps(config, steps_per_epoch)
+
+    model = models.build_model(config.model, task.info, rngs=nnx.Rngs(config.seed))
+    defs, params, rest = split_model(model)
+    num_params = int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+    tx = make_optimizer(config.optim, num_steps)
+    state = replicate(init_train_state(params, rest, tx), mesh)
+    logging.info("task %s: %s; model %s with %d parameters; %d steps (%d per epoch) on %d device(s)",
+                 task.name, {k: info.get(k) for k in ("num_classes", "seq_len", "vocab_size")},
+                 config.model.layer, num_params, num_steps, steps_per_epoch, mesh.devices.size)
+
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
+                        keep=config.keep_checkpoints)
+    record = _fresh_record()
+    if ckpt.latest_step() is not None:
+        state, record = ckpt.restore(state)
+        state = replicate(state, mesh)
+        metrics_lib.truncate_metrics(workdir, record["step"])
+        logging.info("resumed from the checkpoint at step %d (epoch %d, batch %d)",
+                     record["step"], record["epoch"], record["batch_index"])
+
+    repl = replicated(mesh)
+    train_fn = jax.jit(functools.partial(train_step, defs, tx), out_shardings=(repl, repl))
+    eval_fn = jax.jit(functools.partial(eval_step, defs), out_shardings=repl)
+    writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
+    progress = Progress(record["step"], num_steps, log_every=config.log_every, bar=config.progress_bar)
+    baseline = info.get("majority_baseline", {})
+    run_start = time.perf_counter() - record["elapsed_s"]
+
+    def run_eval(step: int, final: bool) -> None:
+        ev = evaluate(eval_fn, state, task.splits["val"], config.eval_batch_size, mesh)
+        writer.write(step, "eval", loss=ev["loss"], accuracy=ev["accuracy"], **_baseline(baseline, "val"))
+        record["last"].update(eval_loss=ev["loss"], eval_accuracy=ev["accuracy"])
+        improved = record["best_eval_accuracy"] is None or ev["accuracy"] > record["best_eval_accuracy"]
+        if improved or final:
+            te = evaluate(eval_fn, state, task.splits["test"], config.eval_batch_size, mesh)
+            writer.write(step, "test", loss=te["loss"], accuracy=te["accuracy"], **_baseline(baseline, "test"))
+            record["last"].update(test_loss=te["loss"], test_accuracy=te["accuracy"])
+            if improved:
+                record.update(best_eval_accuracy=ev["accuracy"], best_eval_step=step,
+                              test_accuracy_at_best=te["accuracy"])
+        logging.info("step %d: eval accuracy %.4f (best %.4f at step %d), majority baseline %s",
+                     step, ev["accuracy"], record["best_eval_accuracy"], record["best_eval_step"],
+                     baseline.get("val"))
+
+    window = []
+    step = record["step"]
+    try:
+        while step < num_steps and (stop_at_step is None or step < stop_at_step):
+            epoch, start = divmod(step, steps_per_epoch)
+            for inputs, labels in data_lib.batches(task.splits["train"], config.batch_size, seed=config.seed,
+                                                   epoch=epoch, start_batch=start):
+                state, m = train_fn(state, shard_batch(host_batch(inputs, labels), mesh))
+                window.append(m)
+                step += 1
+                record.update(step=step, epoch=step // steps_per_epoch, batch_index=step % steps_per_epoch)
+                final = step == num_steps
+                if step % config.log_every == 0 or final:
+                    mean = {k: float(np.mean([float(w[k]) for w in window])) for k in window[0]}
+                    writer.write(step, "train", epoch=epoch, **mean)
+                    record["last"].update(train_loss=mean["loss"], train_accuracy=mean["accuracy"])
+                    window = []
+                    progress.update(step, loss=mean["loss"], acc=mean["accuracy"])
+                else:
+                    progress.update(step)
+                if step % config.eval_every == 0 or final:
+                    run_eval(step, final)
+                record["elapsed_s"] = time.perf_counter() - run_start
+                ckpt.save(step, state, record, force=final)
+                if final or (stop_at_step is not None and step >= stop_at_step):
+                    break
+    finally:
+        progress.close()
+        writer.close()
+        ckpt.close()
+
+    summary = _summary(record, info, num_steps, num_params, mesh.devices.size)
+    if step == num_steps:
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        metrics_lib.plot_curves(workdir)
+        logging.info("summary: %s", json.dumps(summary))
+    return summary, merge_model(defs, state)
+
+
+def _baseline(baseline: dict, split: str) -> dict:
+    return {"majority_baseline": baseline[split]} if split in baseline else {}
