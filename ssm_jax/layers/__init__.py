@@ -4,6 +4,8 @@ Built-in layers (``make_layer(name, d_model, rngs=..., **kwargs)``):
 
   "s4d"   :class:`S4D`, a :class:`~ssm_jax.layers.variants.DiagonalSSM` (``s4d_ssm``)
   "mamba" :class:`Mamba`, a :class:`~ssm_jax.layers.variants.SelectiveSSM` (``mamba_ssm``)
+  "s4"    :class:`S4`, DPLR (HiPPO init), Cauchy kernel; step by the dense bilinear recurrence
+  "dense" :class:`DenseSSM`, dense A (HiPPO or random), for the initialization ablation
 
 Every layer: ``Layer(d_model, *, d_state=..., ..., rngs)``; ``__call__(x)`` on
 (batch, L, d_model); ``init_state(batch_size)`` and ``step(state, x_t)`` for recurrent
@@ -11,11 +13,15 @@ inference (x_t (batch, d_model)), with the same outputs. A new SSM: write a vari
 (:mod:`ssm_jax.layers.variants`) and ``register`` it.
 """
 from ssm_jax.layers.common import FrozenSSMVariable  # noqa: F401
+from ssm_jax.layers.dense import DenseSSM  # noqa: F401
 from ssm_jax.layers.diagonal import S4D, DiagonalLayer, s4d_ssm  # noqa: F401
 from ssm_jax.layers.params import SSMParam  # noqa: F401
 from ssm_jax.layers.registry import available, get, make_layer, register  # noqa: F401
+from ssm_jax.layers.s4 import S4  # noqa: F401
 from ssm_jax.layers.selective import Mamba, SelectiveLayer, mamba_ssm  # noqa: F401
 from ssm_jax.layers.variants import DiagonalSSM, SelectiveSSM, VariantError  # noqa: F401
 
 register("s4d", S4D)
 register("mamba", Mamba)
+register("s4", S4)
+register("dense", DenseSSM)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ssm_jax import _checks
 from ssm_jax.layers.params import SSMParam
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "as_real_pair",
     "seed_from_key",
     "read",
+    "check_sequence",
+    "check_step",
 ]
 
 
@@ -72,3 +75,20 @@ def as_real_pair(z):
 def seed_from_key(key) -> int:
     """A numpy seed drawn from a JAX key (for the numpy initializers of ``ssm_jax.hippo``)."""
     return int(np.asarray(jax.random.randint(key, (), 0, 2**31 - 1)))
+
+
+def check_sequence(u, d_model: int) -> None:
+    """A layer's whole-sequence input: float (batch, L, d_model)."""
+    _checks.check_float(u, "u")
+    _checks.check_shape(u, "u", ("batch", "L", d_model))
+
+
+def check_step(layer, state_shape, state, u_t) -> None:
+    """A layer's step input: u_t float (batch, d_model), state (batch,) + state_shape; a
+    bidirectional layer cannot step."""
+    if getattr(layer, "bidirectional", False):
+        raise ValueError("a bidirectional layer has no recurrent step (it looks at the future); "
+                         "build it with bidirectional=False to use step")
+    _checks.check_float(u_t, "u_t")
+    _checks.check_shape(u_t, "u_t", ("batch", layer.d_model))
+    _checks.check_shape(state, "state", (u_t.shape[0],) + tuple(state_shape))

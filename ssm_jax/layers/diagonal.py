@@ -28,7 +28,8 @@ from flax import nnx
 from ssm_jax import _checks
 from ssm_jax.hippo import init_A
 from ssm_jax.kernels import bidirectional_conv, causal_conv, kernel_diag
-from ssm_jax.layers.common import as_complex, as_real_pair, log_uniform_dt, read, seed_from_key, ssm_variable
+from ssm_jax.layers.common import (
+    as_complex, as_real_pair, check_sequence, check_step, log_uniform_dt, read, seed_from_key, ssm_variable)
 from ssm_jax.layers.params import SSMParam
 from ssm_jax.layers.variants import DiagonalSSM
 
@@ -110,8 +111,7 @@ class DiagonalLayer(nnx.Module):
 
     def __call__(self, u):
         """(batch, L, H) -> (batch, L, H): y = K * u + D u."""
-        _checks.check_float(u, "u")
-        _checks.check_shape(u, "u", ("batch", "L", self.d_model))
+        check_sequence(u, self.d_model)
         L = u.shape[1]
         if self.bidirectional:
             return bidirectional_conv(u, self.kernel(L), self.kernel(L, backward=True), self.D[...])
@@ -124,13 +124,8 @@ class DiagonalLayer(nnx.Module):
 
     def step(self, state, u_t):
         """x = A_bar x + B_bar u_t;  y_t = C x (2 Re(C x) with conj_pairs) + D u_t."""
-        if self.bidirectional:
-            raise ValueError("a bidirectional layer has no recurrent step (it looks at the future); "
-                             "build it with bidirectional=False to use step")
-        _checks.check_float(u_t, "u_t")
-        _checks.check_shape(u_t, "u_t", ("batch", self.d_model))
         A_bar, B_bar, C = self.discrete()
-        _checks.check_shape(state, "state", (u_t.shape[0],) + A_bar.shape)
+        check_step(self, A_bar.shape, state, u_t)
         x = A_bar * state + B_bar * u_t[:, :, None]
         y = jnp.sum(C * x, axis=-1).real * (2.0 if self.variant.conj_pairs else 1.0)
         return x, (y + self.D[...] * u_t).astype(u_t.dtype)

@@ -27,7 +27,7 @@ from flax import nnx
 
 from pallas_kernels.selective_scan.reference import finish_output
 from ssm_jax import _checks
-from ssm_jax.layers.common import inverse_softplus, log_uniform_dt, read, ssm_variable
+from ssm_jax.layers.common import check_sequence, inverse_softplus, log_uniform_dt, read, ssm_variable
 from ssm_jax.layers.params import SSMParam
 from ssm_jax.layers.variants import SelectiveSSM
 from ssm_jax.ops.selective_scan import BACKENDS, selective_scan
@@ -124,8 +124,7 @@ class SelectiveLayer(nnx.Module):
 
     def __call__(self, u):
         """(batch, L, d_model) -> (batch, L, d_model)."""
-        _checks.check_float(u, "u")
-        _checks.check_shape(u, "u", ("batch", "L", self.d_model))
+        check_sequence(u, self.d_model)
         x, z = jnp.split(self.in_proj(u), 2, axis=-1)
         x = jax.nn.silu(causal_depthwise_conv(x, self.conv_weight[...], self.conv_bias[...]))
         return self.out_proj(self._scan(read(self.ssm), x, z))

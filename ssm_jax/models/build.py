@@ -1,12 +1,15 @@
 """``build_model(model_config, task_info, *, rngs)``: the entry point the training script calls."""
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import inspect
 
 import ml_collections
 from flax import nnx
 
+from ssm_jax.layers import get
 from ssm_jax.models.sequence_model import SequenceModel
 
 __all__ = ["build_model", "default_model_config", "import_variant_modules"]
@@ -58,6 +61,16 @@ def import_variant_modules(modules) -> None:
             importlib.import_module(module)
 
 
+def _accepts(factory, name: str) -> bool:
+    """Whether ``factory`` (a function, class or partial of one) takes the keyword ``name``."""
+    fn = factory.func if isinstance(factory, functools.partial) else factory
+    fn = fn.__init__ if isinstance(fn, type) else fn
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def build_model(model_config, task_info, *, rngs: nnx.Rngs) -> SequenceModel:
     """Build the :class:`~ssm_jax.models.sequence_model.SequenceModel` of a config and task.
 
@@ -67,6 +80,7 @@ def build_model(model_config, task_info, *, rngs: nnx.Rngs) -> SequenceModel:
       task_info: dict with ``num_classes``, ``vocab_size`` (int for token inputs, None
         for floats), ``input_dim`` (float inputs), ``seq_len``, ``dual`` (bool), ``task``
         ("classification" | "lm") and optionally ``pad_id`` (masked out of pooling).
+        Layers that take ``l_max`` (S4) get ``seq_len`` unless ``layer_kwargs`` sets it.
       rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` for training).
     Returns:
       The model; ``model(x)`` returns logits.
@@ -79,10 +93,13 @@ def build_model(model_config, task_info, *, rngs: nnx.Rngs) -> SequenceModel:
     cfg.update(given)
     import_variant_modules(cfg.variant_modules)
     info = dict(task_info)
+    layer_kwargs = dict(cfg.layer_kwargs)
+    if "l_max" not in layer_kwargs and info.get("seq_len") and _accepts(get(cfg.layer), "l_max"):
+        layer_kwargs["l_max"] = int(info["seq_len"])   # S4's C~ refers to the sequence length
     return SequenceModel(
         layer=cfg.layer, d_model=cfg.d_model, n_layers=cfg.n_layers, d_state=cfg.d_state,
         dropout=cfg.dropout, prenorm=cfg.prenorm, norm=cfg.norm, activation=cfg.activation,
-        pooling=cfg.pooling, bidirectional=cfg.bidirectional, layer_kwargs=dict(cfg.layer_kwargs),
+        pooling=cfg.pooling, bidirectional=cfg.bidirectional, layer_kwargs=layer_kwargs,
         num_classes=info.get("num_classes"), vocab_size=info.get("vocab_size"),
         input_dim=info.get("input_dim"), dual=bool(info.get("dual", False)),
         task=info.get("task", "classification"), pad_id=info.get("pad_id"), rngs=rngs)
