@@ -1,0 +1,408 @@
+"""Fused selective scan: wrapper (padding, block sizes, ``pallas_call``) and ``custom_vjp``.
+
+    h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,   y_t = C_t . h_t + D u_t,
+    out_t = y_t silu(z_t)       (delta = softplus(delta + delta_bias) when asked)
+
+Same semantics as :func:`pallas_kernels.selective_scan.reference.selective_scan_ref`.
+Two layouts of one kernel body (:mod:`.kernel`):
+
+  ``"gpu"``  grid (batch, channel blocks); a program walks the whole sequence in a
+             ``fori_loop`` over chunks (Triton lowering; also the CPU interpret path).
+  ``"tpu"``  grid (batch, channel blocks, time blocks) with the time axis "arbitrary"; the
+             state is carried between time blocks in VMEM scratch; 128-channel blocks so
+             the lane dimension is full (Mosaic TPU lowering).
+
+Padding: N to a power of two (A = 0, B = C = 0 there), each group's channels to a multiple
+of the channel block (so a block never straddles two groups of B, C), L to a multiple of
+the time block (delta masked to 0 past the true L inside the kernel).
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from pallas_kernels.selective_scan.kernel import ScanConfig, bwd_kernel, fwd_kernel
+
+__all__ = ["selective_scan_pallas", "Layout", "choose_layout"]
+
+PLATFORMS = ("gpu", "tpu")
+
+
+class Layout(NamedTuple):
+    """Static block sizes of one call (hashable: a ``custom_vjp`` static argument).
+
+    platform: "gpu" or "tpu"; interpret: run the kernels in the Pallas interpreter;
+    block_d: channels per program; chunk: T, steps unrolled per chunk; time_block: steps
+    per grid step on TPU (the whole padded L on GPU); n_state: padded N; groups: G;
+    group_width: padded channels per group; num_warps: Triton warps per program.
+    """
+    platform: str
+    interpret: bool
+    block_d: int
+    chunk: int
+    time_block: int
+    n_state: int
+    groups: int
+    group_width: int
+    num_warps: int
+
+
+def _next_pow2(n):
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def _round_up(n, m):
+    return -(-n // m) * m
+
+
+def choose_layout(length, dim, n_state, groups, platform, interpret,
+                  block_d=None, chunk=None, num_warps=None):
+    """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
+
+    GPU: block_d = min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32
+    state of at most 1024 values), T = 16 steps a chunk (8 above N = 64, to bound the
+    registers the backward spends on the T recomputed states).
+    TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
+    """
+    n_pad = _next_pow2(n_state)
+    width = dim // groups
+    if platform == "tpu":
+        block_d = block_d or 128
+        chunk = chunk or 16
+        time_block = min(_round_up(length, chunk), 16 * chunk)
+    else:
+        block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
+        chunk = chunk or (16 if n_pad <= 64 else 8)
+        time_block = _round_up(length, chunk)
+    num_warps = num_warps or (4 if n_pad * block_d >= 512 else (2 if n_pad * block_d >= 128 else 1))
+    return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
+                  _round_up(width, block_d), num_warps)
+
+
+# ---------------------------------------------------------------- padding helpers
+
+def _pad_channels(x, lay, axis=-1):
+    """(..., D, ...) -> (..., G * group_width, ...): pad each group's channels with zeros."""
+    axis = axis % x.ndim
+    shape = x.shape
+    width = shape[axis] // lay.groups
+    x = x.reshape(shape[:axis] + (lay.groups, width) + shape[axis + 1:])
+    pads = [(0, 0)] * x.ndim
+    pads[axis + 1] = (0, lay.group_width - width)
+    x = jnp.pad(x, pads)
+    return x.reshape(shape[:axis] + (lay.groups * lay.group_width,) + shape[axis + 1:])
+
+
+def _unpad_channels(x, lay, dim, axis=-1):
+    """Inverse of :func:`_pad_channels` for a true width ``dim``."""
+    axis = axis % x.ndim
+    shape = x.shape
+    x = x.reshape(shape[:axis] + (lay.groups, lay.group_width) + shape[axis + 1:])
+    x = jax.lax.slice_in_dim(x, 0, dim // lay.groups, axis=axis + 1)
+    return x.reshape(shape[:axis] + (dim,) + shape[axis + 1:])
+
+
+def _pad_axis(x, axis, size):
+    pads = [(0, 0)] * x.ndim
+    pads[axis] = (0, size - x.shape[axis])
+    return jnp.pad(x, pads)
+
+
+def _padded_length(length, lay):
+    return _round_up(length, lay.time_block)
+
+
+def _prepare_bc(x, lay, length_pad):
+    """B or C (batch, L, N) / (batch, L, G, N) -> (batch, G, L_pad, N_pad), dtype kept."""
+    x = x[:, :, None, :] if x.ndim == 3 else x
+    x = _pad_axis(_pad_axis(x, 1, length_pad), 3, lay.n_state)
+    return jnp.swapaxes(x, 1, 2)
+
+
+# ---------------------------------------------------------------- pallas_call builders
+
+def _specs(lay, length_pad):
+    """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid."""
+    blocks_per_group = lay.group_width // lay.block_d
+    T, n = lay.chunk, lay.n_state
+    if lay.platform == "tpu":
+        tb = lay.time_block
+        n_time_blocks = length_pad // tb
+
+        def spec(kind, reverse=False):
+            def tk(k):
+                return n_time_blocks - 1 - k if reverse else k
+            return {
+                "seq": pl.BlockSpec((None, tb, lay.block_d), lambda b, j, k: (b, tk(k), j)),
+                "A": pl.BlockSpec((n, lay.block_d), lambda b, j, k: (0, j)),
+                "bc": pl.BlockSpec((None, None, tb, n),
+                                   lambda b, j, k: (b, jax.lax.div(j, blocks_per_group), tk(k), 0)),
+                "vec": pl.BlockSpec((1, lay.block_d), lambda b, j, k: (0, j)),
+                "states": pl.BlockSpec((None, tb // T, n, lay.block_d),
+                                       lambda b, j, k: (b, tk(k), 0, j)),
+                "state": pl.BlockSpec((None, n, lay.block_d), lambda b, j, k: (b, 0, j)),
+                "partial_bc": pl.BlockSpec((None, None, tb, n), lambda b, j, k: (b, j, tk(k), 0)),
+                "partial_vec": pl.BlockSpec((None, 1, lay.block_d), lambda b, j, k: (b, 0, j)),
+            }[kind]
+    else:
+        def spec(kind, reverse=False):
+            del reverse
+            return {
+                "seq": pl.BlockSpec((None, length_pad, lay.block_d), lambda b, j: (b, 0, j)),
+                "A": pl.BlockSpec((n, lay.block_d), lambda b, j: (0, j)),
+                "bc": pl.BlockSpec((None, None, length_pad, n),
+                                   lambda b, j: (b, jax.lax.div(j, blocks_per_group), 0, 0)),
+                "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
+                "states": pl.BlockSpec((None, length_pad // T, n, lay.block_d),
+                                       lambda b, j: (b, 0, 0, j)),
+                "state": pl.BlockSpec((None, n, lay.block_d), lambda b, j: (b, 0, j)),
+                "partial_bc": pl.BlockSpec((None, None, length_pad, n), lambda b, j: (b, j, 0, 0)),
+                "partial_vec": pl.BlockSpec((None, 1, lay.block_d), lambda b, j: (b, 0, j)),
+            }[kind]
+    return spec
+
+
+def _grid(lay, batch, dim_pad, length_pad):
+    grid = (batch, dim_pad // lay.block_d)
+    if lay.platform == "tpu":
+        grid = grid + (length_pad // lay.time_block,)
+    return grid
+
+
+def _compiler_params(lay):
+    if lay.platform == "tpu":
+        from jax.experimental.pallas import tpu as pltpu
+        return pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary"))
+    from jax.experimental.pallas import triton as pltriton
+    return pltriton.CompilerParams(num_warps=lay.num_warps, num_stages=1)
+
+
+def _scratch(lay, shapes):
+    if lay.platform != "tpu":
+        return ()
+    from jax.experimental.pallas import tpu as pltpu
+    return tuple(pltpu.VMEM(s, jnp.float32) for s in shapes)
+
+
+def _config(lay, length, opts, reverse_time=False):
+    has_D, has_z, has_bias, softplus = opts
+    return ScanConfig(length=length, chunk=lay.chunk,
+                      chunks_per_block=lay.time_block // lay.chunk, has_D=has_D, has_z=has_z,
+                      has_bias=has_bias, softplus=softplus, carry=lay.platform == "tpu",
+                      reverse_time=reverse_time)
+
+
+def _input_specs(spec, opts, reverse=False):
+    has_D, has_z, has_bias, _ = opts
+    kinds = ["seq", "seq", "A", "bc", "bc"] + ["vec"] * has_D + ["seq"] * has_z
+    kinds += ["vec"] * has_bias
+    return [spec(k, reverse) for k in kinds]
+
+
+def _forward_call(lay, length, opts, save_states, args):
+    """Run the forward kernel on padded args; returns (out, states or None, last)."""
+    u = args[0]
+    batch, length_pad, dim_pad = u.shape
+    cfg = _config(lay, length, opts)
+    spec = _specs(lay, length_pad)
+    n = lay.n_state
+    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
+    out_specs = [spec("seq")]
+    if save_states:
+        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // lay.chunk, n, dim_pad),
+                                              jnp.float32))
+        out_specs.append(spec("states"))
+    out_shape.append(jax.ShapeDtypeStruct((batch, n, dim_pad), jnp.float32))
+    out_specs.append(spec("state"))
+    res = pl.pallas_call(
+        functools.partial(fwd_kernel, cfg=cfg, save_states=save_states),
+        grid=_grid(lay, batch, dim_pad, length_pad),
+        in_specs=_input_specs(spec, opts),
+        out_specs=out_specs, out_shape=out_shape,
+        scratch_shapes=_scratch(lay, [(n, lay.block_d)]),
+        compiler_params=_compiler_params(lay), interpret=lay.interpret,
+        name="selective_scan_fwd",
+    )(*args)
+    return (res[0], res[1], res[2]) if save_states else (res[0], None, res[1])
+
+
+def _backward_call(lay, length, opts, args, dout, states, dlast):
+    """Run the backward kernel; returns per-input cotangents (partials summed here)."""
+    u, delta, A_T, B, C = args[:5]
+    has_D, has_z, has_bias, _ = opts
+    batch, length_pad, dim_pad = u.shape
+    n_blocks = dim_pad // lay.block_d
+    cfg = _config(lay, length, opts, reverse_time=True)
+    spec = _specs(lay, length_pad)
+    n = lay.n_state
+    rev = lay.platform == "tpu"
+    seq_spec = spec("seq", rev)
+    in_specs = _input_specs(spec, opts, rev) + [seq_spec, spec("states", rev), spec("state")]
+    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype),
+                 jax.ShapeDtypeStruct(delta.shape, delta.dtype)]
+    out_specs = [seq_spec, seq_spec]
+    if has_z:
+        z = args[5 + has_D]
+        out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
+        out_specs.append(seq_spec)
+    partial_bc = jax.ShapeDtypeStruct((batch, n_blocks, length_pad, n), jnp.float32)
+    partial_vec = jax.ShapeDtypeStruct((batch, 1, dim_pad), jnp.float32)
+    out_shape += [partial_bc, partial_bc, jax.ShapeDtypeStruct((batch, n, dim_pad), jnp.float32),
+                  partial_vec, partial_vec]
+    out_specs += [spec("partial_bc", rev), spec("partial_bc", rev), spec("state"),
+                  spec("partial_vec"), spec("partial_vec")]
+    res = list(pl.pallas_call(
+        functools.partial(bwd_kernel, cfg=cfg),
+        grid=_grid(lay, batch, dim_pad, length_pad),
+        in_specs=in_specs, out_specs=out_specs, out_shape=out_shape,
+        scratch_shapes=_scratch(lay, [(n, lay.block_d), (n, lay.block_d),
+                                      (1, lay.block_d), (1, lay.block_d)]),
+        compiler_params=_compiler_params(lay), interpret=lay.interpret,
+        name="selective_scan_bwd",
+    )(*args, dout, states, dlast))
+    du, ddelta = res.pop(0), res.pop(0)
+    dz = res.pop(0) if has_z else None
+    dB_part, dC_part, dA_part, dD_part, dbias_part = res
+    dB = _sum_group_blocks(dB_part, lay).astype(B.dtype)
+    dC = _sum_group_blocks(dC_part, lay).astype(C.dtype)
+    dA = jnp.sum(dA_part, axis=0).astype(A_T.dtype)
+    dD = jnp.sum(dD_part, axis=0).astype(args[5].dtype) if has_D else None
+    dbias = jnp.sum(dbias_part, axis=0).astype(args[-1].dtype) if has_bias else None
+    return du, ddelta, dA, dB, dC, dD, dz, dbias
+
+
+def _sum_group_blocks(part, lay):
+    """(batch, n_blocks, L, N) partials -> (batch, G, L, N): sum the blocks of each group."""
+    batch, n_blocks, length, n = part.shape
+    part = part.reshape(batch, lay.groups, n_blocks // lay.groups, length, n)
+    return jnp.sum(part, axis=2)
+
+
+# ---------------------------------------------------------------- custom_vjp core
+
+def _opts(Dskip, z, bias, softplus):
+    """(has_D, has_z, has_bias, softplus): the static options of a call."""
+    return (Dskip is not None, z is not None, bias is not None, softplus)
+
+
+def _pack(u, delta, A_T, B, C, Dskip, z, bias):
+    """The present inputs, in kernel order."""
+    return [u, delta, A_T, B, C] + [x for x in (Dskip, z, bias) if x is not None]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _scan_core(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
+    """Padded fused scan: out (batch, L_pad, D_pad), last state (batch, N_pad, D_pad)."""
+    out, _, last = _forward_call(lay, length, _opts(Dskip, z, bias, softplus), False,
+                                 _pack(u, delta, A_T, B, C, Dskip, z, bias))
+    return out, last
+
+
+def _scan_core_fwd(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
+    inputs = (u, delta, A_T, B, C, Dskip, z, bias)
+    out, states, last = _forward_call(lay, length, _opts(Dskip, z, bias, softplus), True,
+                                      _pack(*inputs))
+    return (out, last), (inputs, states)
+
+
+def _scan_core_bwd(lay, length, softplus, residuals, cotangents):
+    inputs, states = residuals
+    dout, dlast = cotangents
+    opts = _opts(*inputs[5:], softplus)
+    return _backward_call(lay, length, opts, _pack(*inputs), dout.astype(inputs[0].dtype),
+                          states, dlast.astype(jnp.float32))
+
+
+_scan_core.defvjp(_scan_core_fwd, _scan_core_bwd)
+
+
+# ---------------------------------------------------------------- public entry point
+
+def _check_args(u, delta, A, B, C, D, z, delta_bias):
+    """Shape and dtype checks naming the argument (``ssm_jax.ops`` checks more fully)."""
+    def floating(x, name):
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(f"{name} must be float32 or bfloat16, got dtype {x.dtype}")
+
+    for name, x in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
+        floating(x, name)
+    if u.ndim != 3:
+        raise ValueError(f"u must have shape (batch, L, D), got {tuple(u.shape)}")
+    batch, length, dim = u.shape
+    if A.ndim != 2 or A.shape[0] != dim:
+        raise ValueError(f"A must have shape (D={dim}, N), got {tuple(A.shape)}")
+    n = A.shape[1]
+    expected = {"delta": (batch, length, dim), "z": (batch, length, dim),
+                "D": (dim,), "delta_bias": (dim,)}
+    for name, x in (("delta", delta), ("z", z), ("D", D), ("delta_bias", delta_bias)):
+        if x is not None:
+            floating(x, name)
+            if tuple(x.shape) != expected[name]:
+                raise ValueError(f"{name} must have shape {expected[name]}, got {tuple(x.shape)}")
+    groups = []
+    for name, x in (("B", B), ("C", C)):
+        ok = (x.ndim == 3 and x.shape == (batch, length, n)) or (
+            x.ndim == 4 and x.shape[:2] == (batch, length) and x.shape[3] == n
+            and dim % x.shape[2] == 0)
+        if not ok:
+            raise ValueError(f"{name} must have shape (batch, L, N) = {(batch, length, n)} or "
+                             f"(batch, L, G, N) with G dividing D={dim}, got {tuple(x.shape)}")
+        groups.append(1 if x.ndim == 3 else x.shape[2])
+    if groups[0] != groups[1]:
+        raise ValueError(f"B and C must have the same number of groups, got {groups}")
+    return batch, length, dim, n, groups[0]
+
+
+def default_platform():
+    """"tpu" on a TPU backend, else "gpu" (the Triton layout, also used when interpreting)."""
+    return "tpu" if jax.default_backend() == "tpu" else "gpu"
+
+
+def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                          delta_softplus=False, *, return_last_state=False, interpret=None,
+                          platform=None, block_d=None, chunk=None, num_warps=None):
+    """Fused selective scan (forward and backward kernels), channels-last.
+
+        h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
+
+    Args:
+      u, delta: (batch, L, D) float32 or bfloat16.  A: (D, N).
+      B, C: (batch, L, N) or grouped (batch, L, G, N), G dividing D.
+      D, delta_bias: optional (D,).  z: optional (batch, L, D) gate.
+      delta_softplus: delta <- softplus(delta + delta_bias).
+      return_last_state: also return h_L, (batch, D, N) float32.
+      interpret: run in the Pallas interpreter; None means when the backend is the CPU.
+      platform: "gpu" (Triton layout) or "tpu" (Mosaic layout); None picks by backend.
+      block_d, chunk, num_warps: override the block sizes of :func:`choose_layout`.
+    Returns:
+      out (batch, L, D) in u's dtype [, last state (batch, D, N) float32].
+    """
+    batch, length, dim, n, groups = _check_args(u, delta, A, B, C, D, z, delta_bias)
+    platform = platform or default_platform()
+    if platform not in PLATFORMS:
+        raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
+    if interpret is None:
+        interpret = jax.default_backend() == "cpu"
+    lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps)
+    length_pad = _padded_length(length, lay)
+
+    def seq(x):
+        return _pad_channels(_pad_axis(x, 1, length_pad), lay)
+
+    def vec(x):
+        return None if x is None else _pad_channels(x.astype(jnp.float32)[None, :], lay)
+
+    A_T = _pad_axis(_pad_channels(A.astype(jnp.float32).T, lay), 0, lay.n_state)
+    out, last = _scan_core(
+        lay, length, bool(delta_softplus), seq(u), seq(delta), A_T,
+        _prepare_bc(B, lay, length_pad), _prepare_bc(C, lay, length_pad), vec(D),
+        None if z is None else seq(z), vec(delta_bias))
+    out = _unpad_channels(out[:, :length], lay, dim)
+    if not return_last_state:
+        return out
+    last = _unpad_channels(last[:, :n], lay, dim, axis=2)            # (batch, N, D)
+    return out, jnp.swapaxes(last, 1, 2)

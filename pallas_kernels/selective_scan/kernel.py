@@ -1,0 +1,265 @@
+"""Pallas kernels of the fused selective scan: forward and backward, one chunk body each.
+
+Layout inside a kernel (one program per (batch, block of channels)):
+
+    state  h      (N, bd) float32       N padded to a power of two, bd channels
+    row    u_t    (bd,)                 one time step of u, delta, z, out (channels-last)
+    row    B_t    (N,)                  one time step of B, C (the block's group)
+
+Time is walked in chunks of ``T`` steps; inside a chunk the steps are unrolled in Python,
+so the loads of a chunk do not wait on the recurrence. Per step (log2-scaled A, A2 = A*log2 e):
+
+    delta_t = softplus(delta_t + delta_bias)          (each optional; 0 past the true L)
+    h_t     = exp2(delta_t * A2) * h_{t-1} + B_t (delta_t u_t)
+    y_t     = sum_n C_t[n] h_t[n] + D u_t,   out_t = y_t * silu(z_t)
+
+The forward optionally writes the state at every chunk start (batch, L/T, N, D): that is all
+the backward keeps, recomputing the T states of a chunk in registers before walking it
+backwards with the adjoint g_t = dL/dh_t:
+
+    g_t        = exp2(delta_{t+1} A2) g_{t+1} + C_t dy_t
+    dC_t[n]    = sum_d dy_t h_t[n],         dB_t[n] = sum_d g_t (delta_t u_t)
+    du_t       = delta_t sum_n g_t B_t + D dy_t
+    ddelta_t   = sum_n g_t A exp(delta_t A) h_{t-1} + u_t sum_n g_t B_t
+    dA        += g_t delta_t exp(delta_t A) h_{t-1}
+
+dB, dC are written per channel block (batch, n_blocks, L, N) and summed by the caller; dA,
+dD and d(delta_bias) per (batch, block) likewise. Nothing of size (batch, L, D, N) is ever
+stored. The kernels know their platform only through ``carry`` (see :func:`fwd_kernel`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+LOG2E = math.log2(math.e)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanConfig:
+    """Static description of one padded problem.
+
+    length: true L (steps at or past it are masked); chunk: T steps unrolled per chunk;
+    chunks_per_block: chunks in one time block of a program (all of them on GPU);
+    has_*: which optional inputs exist; softplus: apply softplus to delta;
+    carry: state carried between time blocks of the grid in a scratch buffer (TPU);
+    reverse_time: the grid's time axis walks the time blocks last to first (backward).
+    """
+    length: int
+    chunk: int
+    chunks_per_block: int
+    has_D: bool
+    has_z: bool
+    has_bias: bool
+    softplus: bool
+    carry: bool
+    reverse_time: bool = False
+
+
+def _softplus(x):
+    """softplus(x) = log(1 + e^x), as mamba computes it (x itself above 20)."""
+    return jnp.where(x > 20.0, x, jnp.log1p(jnp.exp(jnp.minimum(x, 20.0))))
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + jnp.exp(-x))
+
+
+def _step_delta(delta_ref, bias, t, limit, cfg):
+    """delta_t (bd,) float32 after bias and softplus, and 0 at t >= limit (past the true L)."""
+    raw = delta_ref[t, :].astype(jnp.float32)
+    if cfg.has_bias:
+        raw = raw + bias
+    d = _softplus(raw) if cfg.softplus else raw
+    return jnp.where(t < limit, d, 0.0), raw
+
+
+def _time_offset(cfg):
+    """Global index of the first step of this program's time block (TPU grid axis 2).
+
+    Call at the kernel's top level (the interpreter binds program_id only there)."""
+    if not cfg.carry:
+        return 0
+    block = pl.program_id(2)
+    if cfg.reverse_time:
+        block = pl.num_programs(2) - 1 - block
+    return block * (cfg.chunk * cfg.chunks_per_block)
+
+
+def _column(x):
+    """(N,) -> (N, 1), to broadcast along channels."""
+    return x[:, None]
+
+
+def _row(x):
+    """(bd,) -> (1, bd), to broadcast along the state."""
+    return x[None, :]
+
+
+def _split_refs(refs, names):
+    """Name a flat tuple of refs: {name: ref} for the names given, in order."""
+    return dict(zip(names, refs))
+
+
+def input_names(cfg, backward=False):
+    """Kernel inputs in order; optional ones only when present."""
+    names = ["u", "delta", "A", "B", "C"]
+    names += ["D"] * cfg.has_D + ["z"] * cfg.has_z + ["bias"] * cfg.has_bias
+    if backward:
+        names += ["dout", "states", "dlast"]
+    return names
+
+
+def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
+    """Forward of one (batch, channel block[, time block]).
+
+    Inputs (kernel view): u, delta, z (Lb, bd); A (N, bd) float32 (natural A, transposed);
+    B, C (Lb, N); D, bias (1, bd). Outputs: out (Lb, bd); states (Lb/T, N, bd) if
+    ``save_states``; last (N, bd). With ``cfg.carry`` one scratch (N, bd) holds h between
+    time blocks.
+    """
+    names = input_names(cfg)
+    ins = _split_refs(refs, names)
+    rest = refs[len(names):]
+    out_ref = rest[0]
+    states_ref = rest[1] if save_states else None
+    last_ref = rest[1 + save_states]
+    scratch = rest[2 + save_states] if cfg.carry else None
+
+    A2 = ins["A"][...].astype(jnp.float32) * LOG2E
+    limit = cfg.length - _time_offset(cfg)
+    Dskip = ins["D"][0, :].astype(jnp.float32) if cfg.has_D else None
+    bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
+
+    def chunk_body(c, h):
+        if save_states:
+            states_ref[c] = h
+        for i in range(cfg.chunk):
+            t = c * cfg.chunk + i
+            d, _ = _step_delta(ins["delta"], bias, t, limit, cfg)
+            u = ins["u"][t, :].astype(jnp.float32)
+            B_t = ins["B"][t, :].astype(jnp.float32)
+            C_t = ins["C"][t, :].astype(jnp.float32)
+            h = jnp.exp2(_row(d) * A2) * h + _column(B_t) * _row(d * u)
+            y = jnp.sum(h * _column(C_t), axis=0)
+            if cfg.has_D:
+                y = y + Dskip * u
+            if cfg.has_z:
+                zt = ins["z"][t, :].astype(jnp.float32)
+                y = y * zt * _sigmoid(zt)
+            out_ref[t, :] = y.astype(out_ref.dtype)
+        return h
+
+    h0 = _initial_state(scratch, A2.shape, cfg)  # top level: reads program_id
+    h = jax.lax.fori_loop(0, cfg.chunks_per_block, chunk_body, h0)
+    if cfg.carry:
+        scratch[...] = h
+    last_ref[...] = h
+
+
+def _initial_state(scratch, shape, cfg):
+    """Zeros, or (TPU) the state carried from the previous time block."""
+    zeros = jnp.zeros(shape, jnp.float32)
+    if not cfg.carry:
+        return zeros
+    first = pl.program_id(2) == 0
+    return jnp.where(first, zeros, scratch[...])
+
+
+def bwd_kernel(*refs, cfg: ScanConfig):
+    """Backward of one (batch, channel block[, time block]), time blocks in reverse.
+
+    Inputs: the forward's (u, delta, A, B, C[, D][, z][, bias]), dout (Lb, bd), states
+    (Lb/T, N, bd) from the forward, dlast (N, bd) the cotangent of the last state.
+    Outputs: du, ddelta (Lb, bd) [dz (Lb, bd)]; dB, dC (Lb, N) float32 partial sums over
+    this block's channels; dA (N, bd), dD (1, bd), dbias (1, bd) float32 partial sums over
+    this program's steps. With ``cfg.carry``, scratch holds g, dA, dD, dbias between blocks.
+    """
+    names = input_names(cfg, backward=True)
+    ins = _split_refs(refs, names)
+    outs = list(refs[len(names):])
+    du_ref, ddelta_ref = outs.pop(0), outs.pop(0)
+    dz_ref = outs.pop(0) if cfg.has_z else None
+    dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref = outs[:5]
+    scratch = outs[5:]
+
+    A = ins["A"][...].astype(jnp.float32)
+    A2 = A * LOG2E
+    limit = cfg.length - _time_offset(cfg)
+    Dskip = ins["D"][0, :].astype(jnp.float32) if cfg.has_D else None
+    bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
+    T = cfg.chunk
+
+    def load_step(t):
+        d, raw = _step_delta(ins["delta"], bias, t, limit, cfg)
+        u = ins["u"][t, :].astype(jnp.float32)
+        B_t = ins["B"][t, :].astype(jnp.float32)
+        return d, raw, u, B_t
+
+    def chunk_body(k, carry):
+        g, dA, dD, dbias = carry
+        c = cfg.chunks_per_block - 1 - k
+        # Recompute the T states of this chunk forward; H[i] is the state before step i.
+        H = [ins["states"][c]]
+        steps = []
+        for i in range(T):
+            d, raw, u, B_t = load_step(c * T + i)
+            steps.append((d, raw, u, B_t))
+            H.append(jnp.exp2(_row(d) * A2) * H[-1] + _column(B_t) * _row(d * u))
+        # Walk the chunk backwards.
+        for i in reversed(range(T)):
+            t = c * T + i
+            d, raw, u, B_t = steps[i]
+            C_t = ins["C"][t, :].astype(jnp.float32)
+            dout = ins["dout"][t, :].astype(jnp.float32)
+            if cfg.has_z:
+                zt = ins["z"][t, :].astype(jnp.float32)
+                sz = _sigmoid(zt)
+                dy = dout * zt * sz
+                y = jnp.sum(H[i + 1] * _column(C_t), axis=0)
+                if cfg.has_D:
+                    y = y + Dskip * u
+                dz_ref[t, :] = (dout * y * sz * (1.0 + zt * (1.0 - sz))).astype(dz_ref.dtype)
+            else:
+                dy = dout
+            g = g + _column(C_t) * _row(dy)
+            dC_ref[t, :] = jnp.sum(H[i + 1] * _row(dy), axis=1)
+            dB_ref[t, :] = jnp.sum(g * _row(d * u), axis=1)
+            gB = jnp.sum(g * _column(B_t), axis=0)
+            a = jnp.exp2(_row(d) * A2)
+            gah = g * a * H[i]
+            ddelta = jnp.sum(gah * A, axis=0) + gB * u
+            du = gB * d
+            if cfg.has_D:
+                du = du + Dskip * dy
+                dD = dD + dy * u
+            if cfg.softplus:
+                ddelta = ddelta * _sigmoid(raw)
+            ddelta = jnp.where(t < limit, ddelta, 0.0)
+            if cfg.has_bias:
+                dbias = dbias + ddelta
+            du_ref[t, :] = du.astype(du_ref.dtype)
+            ddelta_ref[t, :] = ddelta.astype(ddelta_ref.dtype)
+            dA = dA + gah * _row(d)
+            g = g * a
+        return g, dA, dD, dbias
+
+    zeros_v = jnp.zeros(A.shape[1:], jnp.float32)
+    init = (ins["dlast"][...].astype(jnp.float32), jnp.zeros(A.shape, jnp.float32),
+            zeros_v, zeros_v)
+    if cfg.carry:
+        first = pl.program_id(2) == 0
+        init = tuple(jnp.where(first, x0, s[...].reshape(x0.shape))
+                     for x0, s in zip(init, scratch))
+    carry = jax.lax.fori_loop(0, cfg.chunks_per_block, chunk_body, init)
+    if cfg.carry:
+        for s, x in zip(scratch, carry):
+            s[...] = x.reshape(s.shape)
+    _, dA, dD, dbias = carry
+    dA_ref[...] = dA
+    dD_ref[...] = dD[None, :]
+    dbias_ref[...] = dbias[None, :]
