@@ -12,10 +12,10 @@ Rules (all with I the identity; for diagonal A every product is elementwise):
 
 Shapes
 ------
-Diagonal (``*_diag``): A (..., N) real or complex, B (..., N); ``dt`` is a scalar, or
-per channel with A's leading shape, e.g. (H,) for A (H, N) (a trailing axis is added),
-or already with a trailing axis, (H, 1). A, B and dt[..., None] broadcast together
-(numpy rules); the result has the broadcast shape.
+Diagonal (``*_diag``): A (..., N) real or complex, B (..., N), broadcasting together
+(numpy rules; e.g. A (N,) shared, B (H, N)); ``dt`` is a scalar, or per channel with
+their broadcast leading shape, e.g. (H,) for (H, N) (a trailing axis is added), or
+already with the trailing axis, (H, 1). The result has the broadcast shape.
 
 Dense (``*_dense``): A (N, N) or per channel (H, N, N); B (N,) or (H, N); dt scalar or
 (H,). Returns A_bar (..., N, N), B_bar (..., N) with the broadcast leading shape. Dense
@@ -64,22 +64,28 @@ def _diag_args(A, B, dt):
     _checks.check_float(A, "A", allow_complex=True)
     _checks.check_float(B, "B", allow_complex=True)
     _checks.check_float(dt, "dt")
+    dt_shape = dt.shape
     if A.ndim < 1:
         raise ValueError(f"A must have shape (..., N) (at least 1 dim), got shape {A.shape}")
     if B.ndim < 1 or B.shape[-1] != A.shape[-1]:
         raise ValueError(f"B must have shape (..., N) with N = {A.shape[-1]} (A's last dim), got shape {B.shape}")
-    if dt.ndim == A.ndim - 1 and dt.ndim > 0:
+    try:
+        shape = jnp.broadcast_shapes(A.shape, B.shape)
+    except ValueError:
+        raise ValueError(f"A {A.shape} and B {B.shape} must broadcast together") from None
+    if dt.ndim == len(shape) - 1 and dt.ndim > 0:
         dt = dt[..., None]
-    elif not (dt.ndim == 0 or (dt.ndim == A.ndim and dt.shape[-1] == 1)):
+    elif not (dt.ndim == 0 or (dt.ndim == len(shape) and dt.shape[-1] == 1)):
         raise ValueError(
-            f"dt must be a scalar, have shape {A.shape[:-1]} (A's leading shape) or "
-            f"{A.shape[:-1] + (1,)}; got shape {dt.shape}"
+            f"dt must be a scalar, have shape {shape[:-1]} (the leading shape of A and B) or "
+            f"{shape[:-1] + (1,)}; got shape {dt.shape}"
         )
     try:
-        shape = jnp.broadcast_shapes(A.shape, B.shape, dt.shape)
+        shape = jnp.broadcast_shapes(shape, dt.shape)
     except ValueError:
         raise ValueError(
-            f"A {A.shape}, B {B.shape} and dt {dt.shape} (with its trailing axis) must broadcast together"
+            f"dt must broadcast (with its trailing axis) to A and B's shape {shape}, "
+            f"e.g. shape {shape[:-1]}; got shape {dt_shape}"
         ) from None
     dtype = jnp.result_type(A, B, dt)
     return (jnp.broadcast_to(x.astype(dtype), shape) for x in (A, B)), dt.astype(jnp.result_type(dt, A.real))
