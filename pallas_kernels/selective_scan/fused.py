@@ -60,7 +60,7 @@ def _round_up(n, m):
 
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
-                  block_d=None, chunk=None, num_warps=None):
+                  block_d=None, chunk=None, num_warps=None, time_block=None):
     """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU: block_d = min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32
@@ -73,7 +73,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if platform == "tpu":
         block_d = block_d or 128
         chunk = chunk or 16
-        time_block = min(_round_up(length, chunk), 16 * chunk)
+        time_block = time_block or min(_round_up(length, chunk), 16 * chunk)
+        if time_block % chunk:
+            raise ValueError(f"time_block={time_block} must be a multiple of chunk={chunk}")
     else:
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         chunk = chunk or (16 if n_pad <= 64 else 8)
@@ -364,7 +366,8 @@ def default_platform():
 
 def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
-                          platform=None, block_d=None, chunk=None, num_warps=None):
+                          platform=None, block_d=None, chunk=None, num_warps=None,
+                          time_block=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -377,7 +380,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       return_last_state: also return h_L, (batch, D, N) float32.
       interpret: run in the Pallas interpreter; None means when the backend is the CPU.
       platform: "gpu" (Triton layout) or "tpu" (Mosaic layout); None picks by backend.
-      block_d, chunk, num_warps: override the block sizes of :func:`choose_layout`.
+      block_d, chunk, num_warps, time_block: override :func:`choose_layout`'s choices
+        (time_block: steps per grid step, TPU layout only).
     Returns:
       out (batch, L, D) in u's dtype [, last state (batch, D, N) float32].
     """
@@ -387,7 +391,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
-    lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps)
+    lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
+                        time_block)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -1,0 +1,158 @@
+"""The fused Pallas selective scan against the sequential reference: values and gradients.
+
+On the CPU the kernels run in the Pallas interpreter (small shapes, short chunks to keep the
+compile short); the tests marked ``gpu`` run them compiled on a GPU with the default layout.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels.selective_scan import selective_scan_pallas, selective_scan_ref
+from pallas_kernels.selective_scan.testing import ARG_NAMES, random_inputs, rel_err
+
+on_gpu = jax.default_backend() == "gpu"
+
+
+def _loss_and_outputs(fn, cotangent_key, kwargs):
+    """sum(out * W) + sum(last_state * V) for random W, V; returns (loss, outputs)."""
+    def loss(*args):
+        res = fn(*args, **kwargs)
+        out, last = res if kwargs.get("return_last_state") else (res, None)
+        w = jax.random.normal(cotangent_key, out.shape)
+        total = jnp.sum(out.astype(jnp.float32) * w)
+        if last is not None:
+            total = total + jnp.sum(last * jnp.cos(jnp.arange(last.size)).reshape(last.shape))
+        return total, res
+    return loss
+
+
+def check_against_reference(args, kwargs, pallas_kwargs, tol, grad_tol):
+    """Compare outputs (and last state) and the gradients for every present input."""
+    argnums = tuple(i for i, a in enumerate(args) if a is not None)
+    key = jax.random.PRNGKey(7)
+    ours = jax.value_and_grad(
+        _loss_and_outputs(lambda *a, **k: selective_scan_pallas(*a, **k, **pallas_kwargs),
+                          key, kwargs), argnums=argnums, has_aux=True)
+    ref = jax.value_and_grad(_loss_and_outputs(selective_scan_ref, key, kwargs),
+                             argnums=argnums, has_aux=True)
+    (_, res), grads = ours(*args)
+    (_, res_ref), grads_ref = ref(*args)
+    res, res_ref = (res, res_ref) if kwargs.get("return_last_state") else ((res,), (res_ref,))
+    for x, r in zip(res, res_ref):
+        assert x.shape == r.shape and x.dtype == r.dtype
+        assert np.all(np.isfinite(np.asarray(x, np.float32)))
+        assert rel_err(x, r) < tol, ("value", rel_err(x, r))
+    for i, g, gr in zip(argnums, grads, grads_ref):
+        assert g.shape == gr.shape and g.dtype == gr.dtype, ARG_NAMES[i]
+        assert rel_err(g, gr) < grad_tol, (ARG_NAMES[i], rel_err(g, gr))
+
+
+INTERPRET_CASES = [
+    # (batch, L, D, N, groups, dtype, optional inputs, softplus, last state, layout overrides)
+    pytest.param(1, 1, 4, 2, None, jnp.float32, (False, False, False), False, False,
+                 dict(chunk=2), id="L1-plain"),
+    pytest.param(2, 13, 12, 5, None, jnp.float32, (True, True, True), True, True,
+                 dict(chunk=2, block_d=8), id="Lprime-Dtail-Npad-all"),
+    pytest.param(2, 7, 18, 4, 3, jnp.float32, (True, False, True), True, True,
+                 dict(chunk=2, block_d=4), id="grouped-Dg-tail"),
+    pytest.param(2, 11, 8, 4, 2, jnp.bfloat16, (True, True, True), True, True,
+                 dict(chunk=4), id="bf16-grouped-all"),
+    pytest.param(1, 9, 6, 3, None, jnp.float32, (False, True, False), False, True,
+                 dict(chunk=2, platform="tpu", time_block=4), id="tpu-layout-carry"),
+]
+
+
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,softplus,last,layout",
+                         INTERPRET_CASES)
+def test_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts, softplus,
+                                     last, layout):
+    args = random_inputs(jax.random.PRNGKey(length * 31 + dim), batch, length, dim, n, groups,
+                         dtype, *opts)
+    kwargs = dict(delta_softplus=softplus, return_last_state=last)
+    f32 = dtype == jnp.float32
+    check_against_reference(args, kwargs, dict(interpret=True, **layout),
+                            tol=1e-5 if f32 else 1e-2, grad_tol=1e-4 if f32 else 3e-2)
+
+
+def test_default_layout_forward_interpret():
+    """The default layout (T = 16 unrolled steps): forward values, bf16 and the last state."""
+    args = random_inputs(jax.random.PRNGKey(5), 1, 19, 6, 4, None, jnp.bfloat16)
+    kwargs = dict(delta_softplus=True, return_last_state=True)
+    out, last = selective_scan_pallas(*args, **kwargs, interpret=True)
+    out_ref, last_ref = selective_scan_ref(*args, **kwargs)
+    assert out.dtype == jnp.bfloat16 and rel_err(out, out_ref) < 1e-2
+    assert rel_err(last, last_ref) < 1e-5
+
+
+def _array_sizes(jaxpr):
+    """Sizes of every value a jaxpr (and the jaxprs inside its equations) produces."""
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            yield int(np.prod(v.aval.shape))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    yield from _array_sizes(sub)
+
+
+def test_no_per_state_tensor_in_memory():
+    """Forward and backward keep nothing of size (batch, L, D, N): the largest array in the
+    jaxpr of the gradient is at most (batch, L, D) times a small factor."""
+    batch, length, dim, n = 2, 64, 32, 16
+    args = random_inputs(jax.random.PRNGKey(0), batch, length, dim, n)
+    fn = lambda *a: jnp.sum(selective_scan_pallas(*a, delta_softplus=True, interpret=True))
+    jaxpr = jax.make_jaxpr(jax.grad(fn, argnums=(0, 1, 2, 3, 4, 5, 6, 7)))(*args)
+
+    largest = max(_array_sizes(jaxpr.jaxpr))
+    assert largest <= batch * length * dim, largest
+    assert largest < batch * length * dim * n
+
+
+def test_bad_inputs_name_the_argument():
+    u, delta, A, B, C, D, z, bias = random_inputs(jax.random.PRNGKey(0), 1, 5, 4, 2)
+    with pytest.raises(ValueError, match="delta"):
+        selective_scan_pallas(u, delta[:, :3], A, B, C)
+    with pytest.raises(ValueError, match="A must have shape"):
+        selective_scan_pallas(u, delta, A.T, B, C)
+    with pytest.raises(ValueError, match="C must have shape"):
+        selective_scan_pallas(u, delta, A, B, C[:, :, None, :].repeat(3, axis=2))
+    with pytest.raises(TypeError, match="u must be float"):
+        selective_scan_pallas(u.astype(jnp.int32), delta, A, B, C)
+    with pytest.raises(ValueError, match="platform"):
+        selective_scan_pallas(u, delta, A, B, C, platform="cpu")
+
+
+def test_ops_dispatches_to_pallas():
+    from ssm_jax.ops import selective_scan
+    args = random_inputs(jax.random.PRNGKey(3), 1, 6, 4, 2, with_z=False)
+    out = selective_scan(*args, delta_softplus=True, backend="pallas")
+    ref = selective_scan_ref(*args, delta_softplus=True)
+    assert rel_err(out, ref) < 1e-5
+
+
+GPU_CASES = [
+    pytest.param(2, 1000, 200, 16, None, jnp.float32, id="f32"),
+    pytest.param(2, 1000, 200, 16, None, jnp.bfloat16, id="bf16"),
+    pytest.param(3, 257, 96, 16, 4, jnp.bfloat16, id="bf16-grouped-Lprime"),
+    pytest.param(1, 61, 48, 64, None, jnp.float32, id="f32-N64"),
+    pytest.param(1, 33, 40, 256, 2, jnp.float32, id="f32-N256-grouped"),
+    pytest.param(2, 1, 24, 7, None, jnp.float32, id="L1-N7"),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype", GPU_CASES)
+@pytest.mark.parametrize("opts,softplus,last", [((True, True, True), True, True),
+                                                 ((False, False, False), False, False)],
+                         ids=["all", "plain"])
+def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, opts, softplus,
+                                        last):
+    args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
+                         *opts)
+    kwargs = dict(delta_softplus=softplus, return_last_state=last)
+    f32 = dtype == jnp.float32
+    check_against_reference(args, kwargs, dict(interpret=False),
+                            tol=1e-4 if f32 else 1e-2, grad_tol=1e-3 if f32 else 3e-2)
