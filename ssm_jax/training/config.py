@@ -15,7 +15,7 @@ def default_config() -> ml_collections.ConfigDict:
 
     c = ml_collections.ConfigDict()
     c.seed = 0                       # model init, dropout and the data order
-    c.import_modules = []            # user modules / .py files imported first (custom SSM variants)
+    c.import_modules = ()            # user modules / .py files imported first (custom SSM variants)
 
     c.data = ml_collections.ConfigDict()
     c.data.task = "listops"          # a name known to ssm_jax.data.get_task

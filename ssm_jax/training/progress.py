@@ -5,6 +5,8 @@ written every ``log_every`` steps so that a log file shows the same progress.
 """
 from __future__ import annotations
 
+import logging as std_logging
+import os
 import sys
 import time
 
@@ -58,3 +60,38 @@ class Progress:
         """Close the bar."""
         if self._bar is not None:
             self._bar.close()
+
+
+class _DropChatter(std_logging.Filter):
+    """Drops INFO records logged from inside the named packages (orbax logs every save)."""
+
+    def __init__(self, packages):
+        super().__init__()
+        self.markers = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or not any(m in record.pathname for m in self.markers)
+
+
+def quiet_library_logs(packages=("orbax",)) -> None:
+    """Hide the INFO lines of ``packages`` from the absl log (warnings still show)."""
+    logger = std_logging.getLogger("absl")
+    if not any(isinstance(f, _DropChatter) for f in logger.filters):
+        logger.addFilter(_DropChatter(packages))
+
+
+def format_summary(summary: dict) -> str:
+    """A few readable lines from a ``train_and_evaluate`` summary."""
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.2f}%"
+    base = summary.get("majority_baseline", {})
+    final = summary.get("final", {})
+    return "\n".join([
+        f"task {summary.get('task')}: {summary.get('steps')} steps in {format_duration(summary.get('train_time_s', 0))}",
+        f"best eval accuracy {pct(summary.get('best_eval_accuracy'))} at step {summary.get('best_eval_step')}"
+        f" (majority baseline {pct(base.get('val'))})",
+        f"test accuracy at that step {pct(summary.get('test_accuracy_at_best_eval'))}"
+        f" (majority baseline {pct(base.get('test'))})",
+        f"final: eval {pct(final.get('eval_accuracy'))}, test {pct(final.get('test_accuracy'))}, "
+        f"train loss {final.get('train_loss', float('nan')):.4f}",
+    ])
