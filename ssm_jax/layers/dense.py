@@ -23,8 +23,9 @@ from flax import nnx
 from ssm_jax import _checks
 from ssm_jax.discretize import bilinear_dense, zoh_dense
 from ssm_jax.hippo import MEASURES, hippo, random_dense
-from ssm_jax.kernels import bidirectional_conv, causal_conv, kernel_dense
-from ssm_jax.layers.common import check_sequence, check_step, log_uniform_dt, seed_from_key, ssm_variable
+from ssm_jax.kernels import kernel_dense
+from ssm_jax.layers.common import check_step, log_uniform_dt, seed_from_key, ssm_variable
+from ssm_jax.layers.convolutional import ConvolutionalSSM
 from ssm_jax.layers.params import SSMParam
 
 __all__ = ["DenseSSM", "DENSE_INITS"]
@@ -33,7 +34,7 @@ DENSE_INITS = MEASURES + ("random",)
 _DISCRETIZE = {"bilinear": bilinear_dense, "zoh": zoh_dense}
 
 
-class DenseSSM(nnx.Module):
+class DenseSSM(ConvolutionalSSM):
     """Dense-A SSM layer (module docstring) on (batch, L, d_model).
 
     ``init``: "legs", "legt", "lagt", "fout" or "random"; ``discretization``:
@@ -67,14 +68,6 @@ class DenseSSM(nnx.Module):
         """K (L, H) with C (or C_bwd)."""
         A_bar, B_bar = self.discrete()
         return kernel_dense(A_bar, B_bar, (self.C_bwd if backward else self.C)[...], L)
-
-    def __call__(self, u):
-        """(batch, L, H) -> (batch, L, H): y = K * u + D u."""
-        check_sequence(u, self.d_model)
-        L = u.shape[1]
-        if self.bidirectional:
-            return bidirectional_conv(u, self.kernel(L), self.kernel(L, backward=True), self.D[...])
-        return causal_conv(u, self.kernel(L), self.D[...])
 
     def init_state(self, batch_size: int):
         """Zero state x (batch, H, N) float32."""

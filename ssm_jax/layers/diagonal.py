@@ -27,9 +27,10 @@ from flax import nnx
 
 from ssm_jax import _checks
 from ssm_jax.hippo import init_A
-from ssm_jax.kernels import bidirectional_conv, causal_conv, kernel_diag
+from ssm_jax.kernels import kernel_diag
 from ssm_jax.layers.common import (
-    as_complex, as_real_pair, check_sequence, check_step, log_uniform_dt, read, seed_from_key, ssm_variable)
+    as_complex, as_real_pair, check_step, log_uniform_dt, read, seed_from_key, ssm_variable)
+from ssm_jax.layers.convolutional import ConvolutionalSSM
 from ssm_jax.layers.params import SSMParam
 from ssm_jax.layers.variants import DiagonalSSM
 
@@ -77,7 +78,7 @@ def _ssm_dict(variant, params, trainable_A):
                      for k, v in params.items()})
 
 
-class DiagonalLayer(nnx.Module):
+class DiagonalLayer(ConvolutionalSSM):
     """A :class:`DiagonalSSM` ``variant`` as a layer on (batch, L, d_model) (module docstring).
 
     ``__call__(u)``: (batch, L, H) -> (batch, L, H) by FFT convolution. ``init_state(b)``
@@ -108,14 +109,6 @@ class DiagonalLayer(nnx.Module):
     def kernel(self, L: int, backward: bool = False):
         """The convolution kernel K_k = C A_bar^k B_bar, (L, H)."""
         return kernel_diag(*self.discrete(backward), L, conj_pairs=self.variant.conj_pairs)
-
-    def __call__(self, u):
-        """(batch, L, H) -> (batch, L, H): y = K * u + D u."""
-        check_sequence(u, self.d_model)
-        L = u.shape[1]
-        if self.bidirectional:
-            return bidirectional_conv(u, self.kernel(L), self.kernel(L, backward=True), self.D[...])
-        return causal_conv(u, self.kernel(L), self.D[...])
 
     def init_state(self, batch_size: int):
         """Zero state x (batch, H, M), complex or real as the discretization."""

@@ -27,15 +27,16 @@ from flax import nnx
 from ssm_jax import _checks
 from ssm_jax.discretize import bilinear_dplr, conj_extend
 from ssm_jax.hippo import MEASURES, dplr
-from ssm_jax.kernels import bidirectional_conv, causal_conv, dplr_c_from_tilde, kernel_dplr
+from ssm_jax.kernels import dplr_c_from_tilde, kernel_dplr
 from ssm_jax.layers.common import (
-    as_complex, as_real_pair, check_sequence, check_step, log_uniform_dt, ssm_variable)
+    as_complex, as_real_pair, check_step, log_uniform_dt, ssm_variable)
+from ssm_jax.layers.convolutional import ConvolutionalSSM
 from ssm_jax.layers.params import SSMParam
 
 __all__ = ["S4"]
 
 
-class S4(nnx.Module):
+class S4(ConvolutionalSSM):
     """S4 (module docstring) on (batch, L, d_model).
 
     ``init``: a HiPPO measure ("legs", "legt", "lagt", "fout"; legt needs ``rank=2``).
@@ -81,14 +82,6 @@ class S4(nnx.Module):
         Lambda, P, B, dt = self.continuous()
         C = as_complex((self.C_bwd if backward else self.C)[...])
         return kernel_dplr(Lambda, P, P, B, C, dt, length)[:L]
-
-    def __call__(self, u):
-        """(batch, L, H) -> (batch, L, H): y = K * u + D u."""
-        check_sequence(u, self.d_model)
-        L = u.shape[1]
-        if self.bidirectional:
-            return bidirectional_conv(u, self.kernel(L), self.kernel(L, backward=True), self.D[...])
-        return causal_conv(u, self.kernel(L), self.D[...])
 
     def recurrence(self):
         """Dense (A_bar (H, N, N), B_bar (H, N), C (H, N)) of the conjugate-extended system."""
