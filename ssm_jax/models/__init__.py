@@ -7,5 +7,5 @@ Entry point: ``build_model(model_config, task_info, *, rngs) -> nnx.Module`` wit
 See :mod:`ssm_jax.models.sequence_model` for the architecture.
 """
 from ssm_jax.models.blocks import PositionwiseOutput, ResidualBlock  # noqa: F401
-from ssm_jax.models.build import build_model, default_model_config, import_variant_modules  # noqa: F401
+from ssm_jax.models.build import build_model, default_model_config  # noqa: F401
 from ssm_jax.models.sequence_model import SequenceModel, pool  # noqa: F401

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 import inspect
 
 import ml_collections
@@ -12,7 +10,7 @@ from flax import nnx
 from ssm_jax.layers import get
 from ssm_jax.models.sequence_model import SequenceModel
 
-__all__ = ["build_model", "default_model_config", "import_variant_modules"]
+__all__ = ["build_model", "default_model_config"]
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -27,9 +25,9 @@ def default_model_config() -> ml_collections.ConfigDict:
     pooling:       "mean", "last" or "none" (classification).
     bidirectional: bidirectional layers (S4, S4D, dense; not for lm).
     layer_kwargs:  extra constructor arguments of the layer, e.g. {"init": "lin"}.
-    variant_modules: modules imported before the layer is looked up, so a user's file that
-                   calls ``ssm_jax.layers.register`` can be chosen by name (import paths,
-                   e.g. "my_project.my_ssm", or .py file paths).
+
+    A user's layer registered with ``ssm_jax.layers.register`` is chosen by its name in
+    ``layer``; the training script imports the user's module first (``config.import_modules``).
     """
     return ml_collections.ConfigDict({
         "layer": "s4d",
@@ -43,22 +41,7 @@ def default_model_config() -> ml_collections.ConfigDict:
         "pooling": "mean",
         "bidirectional": False,
         "layer_kwargs": {},
-        "variant_modules": (),
     })
-
-
-def import_variant_modules(modules) -> None:
-    """Import each module (dotted name or .py path) so its ``register`` calls run."""
-    if isinstance(modules, str):
-        modules = [m for m in modules.split(",") if m]
-    for module in modules:
-        if module.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(module.rsplit("/", 1)[-1][:-3], module)
-            if spec is None:
-                raise ImportError(f"variant_modules: cannot import {module!r}")
-            spec.loader.exec_module(importlib.util.module_from_spec(spec))
-        else:
-            importlib.import_module(module)
 
 
 def _accepts(factory, name: str) -> bool:
@@ -91,7 +74,6 @@ def build_model(model_config, task_info, *, rngs: nnx.Rngs) -> SequenceModel:
     if unknown:
         raise ValueError(f"model_config has unknown fields {unknown}; known: {sorted(cfg)}")
     cfg.update(given)
-    import_variant_modules(cfg.variant_modules)
     info = dict(task_info)
     layer_kwargs = dict(cfg.layer_kwargs)
     if "l_max" not in layer_kwargs and info.get("seq_len") and _accepts(get(cfg.layer), "l_max"):

@@ -96,7 +96,7 @@ class SequenceModel(nnx.Module):
             _checks.check_shape(x, "x", lead + (self.input_dim,))
         if lengths is not None:
             _checks.check_int(lengths, "lengths")
-            _checks.check_shape(lengths, "lengths", lead[:-1])
+            _checks.check_shape(lengths, "lengths", x.shape[:len(lead) - 1])   # (batch,) or (batch, 2)
 
     def _mask(self, x, lengths):
         """(batch', L) bool: positions that count in pooling."""
