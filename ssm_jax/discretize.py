@@ -36,6 +36,8 @@ bilinear inverse is the Woodbury identity, as in S4:
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import expm
@@ -128,6 +130,7 @@ def _dense_args(A, B, dt):
 # ----------------------------------------------------------------------------- diagonal
 
 
+@jax.jit
 def zoh_diag(A, B, dt):
     """ZOH for diagonal A: A_bar = exp(dt A), B_bar = (exp(dt A) - 1) / A * B.
 
@@ -140,6 +143,7 @@ def zoh_diag(A, B, dt):
     return jnp.exp(dtA), dt * _phi1(dtA) * B
 
 
+@jax.jit
 def bilinear_diag(A, B, dt):
     """Bilinear for diagonal A: A_bar = (1 + dt/2 A)/(1 - dt/2 A), B_bar = dt B/(1 - dt/2 A).
 
@@ -150,6 +154,7 @@ def bilinear_diag(A, B, dt):
     return (1 + dt / 2 * A) / denom, dt * B / denom
 
 
+@jax.jit
 def euler_diag(A, B, dt):
     """Forward Euler for diagonal A: A_bar = 1 + dt A, B_bar = dt B.
 
@@ -162,6 +167,7 @@ def euler_diag(A, B, dt):
 # ----------------------------------------------------------------------------- dense
 
 
+@jax.jit
 def zoh_dense(A, B, dt):
     """ZOH for dense A: A_bar = expm(dt A), B_bar = A^{-1} (expm(dt A) - I) B.
 
@@ -176,6 +182,7 @@ def zoh_dense(A, B, dt):
     return E[..., :N, :N], E[..., :N, N]
 
 
+@jax.jit
 def bilinear_dense(A, B, dt):
     """Bilinear for dense A: A_bar = (I - dt/2 A)^{-1}(I + dt/2 A), B_bar = (I - dt/2 A)^{-1} dt B.
 
@@ -189,6 +196,7 @@ def bilinear_dense(A, B, dt):
     return sol[..., :-1], sol[..., -1]
 
 
+@jax.jit
 def euler_dense(A, B, dt):
     """Forward Euler for dense A: A_bar = I + dt A, B_bar = dt B.
 
@@ -235,6 +243,7 @@ def _maybe_extend(conj_pairs, *xs):
     return tuple(conj_extend(x) for x in xs) if conj_pairs else xs
 
 
+@functools.partial(jax.jit, static_argnames=("conj_pairs",))
 def dplr_dense(Lambda, P, Q, conj_pairs: bool = True):
     """Dense A = diag(Lambda) - sum_r P_r Q_r^* per channel.
 
@@ -249,6 +258,7 @@ def dplr_dense(Lambda, P, Q, conj_pairs: bool = True):
     return jax.vmap(jnp.diag)(Lambda) - low
 
 
+@functools.partial(jax.jit, static_argnames=("conj_pairs",))
 def bilinear_dplr(Lambda, P, Q, B, dt, conj_pairs: bool = True):
     """Bilinear discretization of a DPLR system by the Woodbury identity (as S4).
 

@@ -48,6 +48,8 @@ Convolution
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -109,6 +111,7 @@ def _powers(A_bar, L):
     return jnp.concatenate([ones, rest], axis=0)
 
 
+@functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
 def kernel_diag(A_bar, B_bar, C, L: int, conj_pairs: bool = True):
     """Vandermonde kernel of a diagonal SSM: K[k, h] = sum_n C[h,n] B_bar[h,n] A_bar[h,n]^k.
 
@@ -135,6 +138,7 @@ def kernel_diag_ref(A_bar, B_bar, C, L: int, conj_pairs: bool = True):
     return _finish(jnp.stack(out), conj_pairs)
 
 
+@functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
 def kernel_s4d(A, B, C, dt, L: int, conj_pairs: bool = True):
     """S4D kernel from the continuous diagonal system, ZOH discretized:
 
@@ -179,6 +183,7 @@ def _dense_kernel_args(A_bar, B_bar, C, L):
     return A_bar, B_bar, C.astype(dtype), _check_L(L)
 
 
+@functools.partial(jax.jit, static_argnames=("L",))
 def kernel_dense(A_bar, B_bar, C, L: int):
     """Kernel of a dense SSM, K[k, h] = C[h] A_bar[h]^k B_bar[h], by Krylov doubling.
 
@@ -227,12 +232,14 @@ def _c_tilde_args(C, A_bar, L):
     return C.astype(dtype), I_minus
 
 
+@functools.partial(jax.jit, static_argnames=("L",))
 def c_tilde(C, A_bar, L: int):
     """S4's C~ = C (I - A_bar^L), row vector per channel. C (H, N); A_bar (N, N) or (H, N, N)."""
     C, I_minus = _c_tilde_args(C, A_bar, L)
     return jnp.einsum("hn,hnm->hm", C, I_minus)
 
 
+@functools.partial(jax.jit, static_argnames=("L",))
 def c_from_tilde(C_tilde, A_bar, L: int):
     """Inverse of :func:`c_tilde`: C = C~ (I - A_bar^L)^{-1}. Shapes as :func:`c_tilde`."""
     C_tilde, I_minus = _c_tilde_args(C_tilde, A_bar, L)
@@ -251,6 +258,7 @@ def _dplr_c_convert(fn, Lambda, P, Q, C, dt, L, conj_pairs):
     return out[..., :N2]
 
 
+@functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
 def dplr_c_tilde(Lambda, P, Q, C, dt, L: int, conj_pairs: bool = True):
     """C~ = C (I - A_bar^L) for the bilinear DPLR system (conjugate-extended if conj_pairs).
 
@@ -260,6 +268,7 @@ def dplr_c_tilde(Lambda, P, Q, C, dt, L: int, conj_pairs: bool = True):
     return _dplr_c_convert(c_tilde, Lambda, P, Q, C, dt, L, conj_pairs)
 
 
+@functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
 def dplr_c_from_tilde(Lambda, P, Q, C_tilde, dt, L: int, conj_pairs: bool = True):
     """C = C~ (I - A_bar^L)^{-1} for the bilinear DPLR system; inverse of :func:`dplr_c_tilde`."""
     return _dplr_c_convert(c_from_tilde, Lambda, P, Q, C_tilde, dt, L, conj_pairs)
@@ -284,6 +293,7 @@ def _dplr_transfer_one(Lambda, P, Q, B, C, dt, z):
     return 2 * (k_cb - b * corr)
 
 
+@functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
 def kernel_dplr(Lambda, P, Q, B, C, dt, L: int, conj_pairs: bool = True):
     """S4 kernel of the bilinear-discretized DPLR system A = diag(Lambda) - sum_r P_r Q_r^*.
 
@@ -363,6 +373,7 @@ def _add_D(y, u, K, D):
     return y.astype(out_dtype)
 
 
+@jax.jit
 def causal_conv(u, K, D=None):
     """Causal convolution by FFT: y_t = sum_{s<=t} K_{t-s} u_s + D u_t.
 
@@ -375,17 +386,24 @@ def causal_conv(u, K, D=None):
     return _add_D(y, u, K, D)
 
 
+def _toeplitz(K_fwd, K_bwd, L):
+    """T[t, s] = K_fwd[t-s] for s <= t, K_bwd[s-t-1] for s > t (0 if K_bwd is None): (L, L, H)."""
+    t = jnp.arange(L)
+    lag = t[:, None] - t[None, :]
+    T = jnp.where((lag >= 0)[..., None], K_fwd[jnp.clip(lag, 0, L - 1)], 0)
+    if K_bwd is not None:
+        T = T + jnp.where((lag < 0)[..., None], K_bwd[jnp.clip(-lag - 1, 0, L - 1)], 0)
+    return T
+
+
 def causal_conv_ref(u, K, D=None):
     """Reference for :func:`causal_conv`: direct sum with the Toeplitz matrix T[t,s] = K[t-s]."""
     u, K, D = _conv_args(u, K, D)
-    L = u.shape[1]
-    t = jnp.arange(L)
-    lag = t[:, None] - t[None, :]
-    T = jnp.where((lag >= 0)[..., None], K[jnp.clip(lag, 0, L - 1)], 0)  # (L, L, H)
-    y = jnp.einsum("tsh,bsh->bth", T, u.astype(jnp.float32))
+    y = jnp.einsum("tsh,bsh->bth", _toeplitz(K, None, u.shape[1]), u.astype(jnp.float32))
     return _add_D(y, u, K, D)
 
 
+@jax.jit
 def bidirectional_conv(u, K_fwd, K_bwd, D=None):
     """S4's bidirectional convolution:
 
@@ -403,15 +421,10 @@ def bidirectional_conv(u, K_fwd, K_bwd, D=None):
 
 
 def bidirectional_conv_ref(u, K_fwd, K_bwd, D=None):
-    """Reference for :func:`bidirectional_conv`: a direct loop over output times."""
+    """Reference for :func:`bidirectional_conv`: direct sum with T[t,s] = K_fwd[t-s] (s <= t),
+    K_bwd[s-t-1] (s > t)."""
     u, K_fwd, D = _conv_args(u, K_fwd, D, "K_fwd")
     _, K_bwd, _ = _conv_args(u, K_bwd, None, "K_bwd")
-    L = u.shape[1]
-    uf = u.astype(jnp.float32)
-    ys = []
-    for t in range(L):
-        y = jnp.einsum("sh,bsh->bh", K_fwd[: t + 1][::-1], uf[:, : t + 1])
-        if t + 1 < L:
-            y = y + jnp.einsum("sh,bsh->bh", K_bwd[: L - t - 1], uf[:, t + 1 :])
-        ys.append(y)
-    return _add_D(jnp.stack(ys, axis=1), u, K_fwd, D)
+    T = _toeplitz(K_fwd, K_bwd, u.shape[1])
+    y = jnp.einsum("tsh,bsh->bth", T, u.astype(jnp.float32))
+    return _add_D(y, u, K_fwd, D)
