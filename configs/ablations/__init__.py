@@ -1,0 +1,1 @@
+"""Configs of the initialization ablation (``experiments/ablate_init.py``)."""
