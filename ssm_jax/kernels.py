@@ -38,6 +38,17 @@ Forms
 * :func:`kernel_dense`: Krylov sequence [B_bar, A_bar B_bar, A_bar^2 B_bar, ...] by
   doubling (log2 L matrix products), for dense A (the initialization ablation).
 
+Recurrent (step) mode of an S4 (DPLR) layer whose parameters are (Lambda, P, B, C~, dt),
+matching :func:`kernel_dplr` (``conj_pairs=True``)::
+
+    A_bar, B_bar = bilinear_dplr(Lambda, P, P, B, dt)             # (H, M, M), (H, M), M = 2 N2
+    C = conj_extend(dplr_c_from_tilde(Lambda, P, P, C_tilde, dt, L))  # (H, M)
+    x_k = A_bar x_{k-1} + B_bar u_k,   y_k = Re(C x_k) + D u_k      # x complex (batch, H, M)
+
+(x stays conjugate-paired, so one may keep its first half and extend it each step.)
+For a diagonal (S4D) layer: A_bar, B_bar = zoh_diag(A, B, dt); x_k = A_bar x_{k-1} +
+B_bar u_k; y_k = 2 Re(C x_k) + D u_k, matching :func:`kernel_diag` / :func:`kernel_s4d`.
+
 Convolution
 -----------
 * :func:`causal_conv`: y_t = sum_{s<=t} K_{t-s} u_s + D u_t, by FFT of length 2L
