@@ -59,7 +59,7 @@ def test_groups_get_own_lr_and_weight_decay():
     # First AdamW step with eps ~ 0: delta = -lr * (sign(g) + wd * p).
     cfg = optim_cfg()
     defs, tx, state = tiny_state(cfg)
-    new, _ = steps.train_step(defs, tx, state, tiny_batch())
+    new, _ = jax.jit(functools.partial(steps.train_step, defs, tx))(state, tiny_batch())
     p0, p1 = state["params"], new["params"]
     dA = np.asarray(p1["A"][...] - p0["A"][...])
     np.testing.assert_allclose(np.abs(dA), cfg.ssm_lr, rtol=1e-4)  # ssm_lr, no decay
@@ -98,7 +98,7 @@ def test_grad_clip_bounds_update():
     # With clipping to a tiny norm, SGD-like first step is the same (Adam normalizes),
     # but the reported grad_norm is the unclipped one and the step still runs.
     defs, tx, state = tiny_state(optim_cfg(grad_clip=1e-3))
-    new, m = steps.train_step(defs, tx, state, tiny_batch())
+    new, m = jax.jit(functools.partial(steps.train_step, defs, tx))(state, tiny_batch())
     assert float(m["grad_norm"]) > 1e-3
     assert np.all(np.isfinite(np.asarray(new["params"]["A"][...])))
 
@@ -242,3 +242,25 @@ def test_import_user_modules(tmp_path, monkeypatch):
     with pytest.raises(ModuleNotFoundError, match="no_such_module_xyz"):
         imports.import_user_modules(["no_such_module_xyz"])
     assert imports.import_user_modules(None) == []
+
+
+def test_quiet_library_logs_drops_only_library_info():
+    import logging as std_logging
+    progress.quiet_library_logs()
+    f = [f for f in std_logging.getLogger("absl").filters if isinstance(f, progress._DropChatter)][0]
+
+    def rec(path, level):
+        return std_logging.LogRecord("absl", level, path, 1, "msg", None, None)
+    assert not f.filter(rec("/x/site-packages/orbax/checkpoint/a.py", std_logging.INFO))
+    assert f.filter(rec("/x/site-packages/orbax/checkpoint/a.py", std_logging.WARNING))
+    assert f.filter(rec("/x/ssm_jax/training/trainer.py", std_logging.INFO))
+
+
+def test_format_summary_lines():
+    text = progress.format_summary({
+        "task": "listops", "steps": 10, "train_time_s": 65, "best_eval_accuracy": 0.5, "best_eval_step": 10,
+        "test_accuracy_at_best_eval": 0.25, "majority_baseline": {"val": 0.1, "test": 0.2},
+        "final": {"eval_accuracy": 0.5, "test_accuracy": 0.25, "train_loss": 1.0}})
+    assert "best eval accuracy 50.00% at step 10 (majority baseline 10.00%)" in text
+    assert "test accuracy at that step 25.00% (majority baseline 20.00%)" in text
+    assert "0:01:05" in text
