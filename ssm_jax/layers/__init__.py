@@ -12,14 +12,20 @@ Every layer: ``Layer(d_model, *, d_state=..., ..., rngs)``; ``__call__(x)`` on
 inference (x_t (batch, d_model)), with the same outputs. A new SSM: write a variant
 (:mod:`ssm_jax.layers.variants`) and ``register`` it.
 """
-from ssm_jax.layers.common import FrozenSSMVariable  # noqa: F401
-from ssm_jax.layers.dense import DenseSSM  # noqa: F401
-from ssm_jax.layers.diagonal import S4D, DiagonalLayer, s4d_ssm  # noqa: F401
-from ssm_jax.layers.params import SSMParam  # noqa: F401
-from ssm_jax.layers.registry import available, get, make_layer, register  # noqa: F401
-from ssm_jax.layers.s4 import S4  # noqa: F401
-from ssm_jax.layers.selective import Mamba, SelectiveLayer, mamba_ssm  # noqa: F401
-from ssm_jax.layers.variants import DiagonalSSM, SelectiveSSM, VariantError  # noqa: F401
+from ssm_jax.layers.common import FrozenSSMVariable
+from ssm_jax.layers.dense import DenseSSM
+from ssm_jax.layers.diagonal import S4D, DiagonalLayer, s4d_ssm
+from ssm_jax.layers.params import SSMParam
+from ssm_jax.layers.registry import available, get, make_layer, register
+from ssm_jax.layers.s4 import S4
+from ssm_jax.layers.selective import Mamba, SelectiveLayer, mamba_ssm
+from ssm_jax.layers.variants import DiagonalSSM, SelectiveSSM, VariantError
+
+__all__ = [
+    "S4", "S4D", "Mamba", "DenseSSM", "DiagonalLayer", "SelectiveLayer", "DiagonalSSM", "SelectiveSSM",
+    "VariantError", "SSMParam", "FrozenSSMVariable", "s4d_ssm", "mamba_ssm",
+    "register", "get", "available", "make_layer",
+]
 
 register("s4d", S4D)
 register("mamba", Mamba)

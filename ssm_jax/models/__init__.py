@@ -6,6 +6,8 @@ Entry point: ``build_model(model_config, task_info, *, rngs) -> nnx.Module`` wit
 ``dual``, ``task``, optional ``pad_id``); ``model(x, lengths=None)`` returns logits.
 See :mod:`ssm_jax.models.sequence_model` for the architecture.
 """
-from ssm_jax.models.blocks import PositionwiseOutput, ResidualBlock  # noqa: F401
-from ssm_jax.models.build import build_model, default_model_config  # noqa: F401
-from ssm_jax.models.sequence_model import SequenceModel, pool  # noqa: F401
+from ssm_jax.models.blocks import PositionwiseOutput, ResidualBlock
+from ssm_jax.models.build import build_model, default_model_config
+from ssm_jax.models.sequence_model import SequenceModel, pool
+
+__all__ = ["build_model", "default_model_config", "SequenceModel", "ResidualBlock", "PositionwiseOutput", "pool"]
