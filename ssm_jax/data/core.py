@@ -196,6 +196,22 @@ def pad_tokens(seqs: list, seq_len: int, dtype, *, pad_id: int = 0) -> np.ndarra
     return out
 
 
+def byte_tokens(docs: list, seq_len: int) -> np.ndarray:
+    """Byte-level tokens of documents (bytes): int16 (n, seq_len), id = byte + 1, pad 0.
+
+    As LRA's ByteTextEncoder (0 reserved for padding, vocab 257); longer documents are
+    truncated to their first ``seq_len`` bytes.
+    """
+    return pad_tokens([np.frombuffer(d[:seq_len], np.uint8).astype(np.int16) + 1 for d in docs],
+                      seq_len, np.int16, pad_id=0)
+
+
+def bytes_to_text(tokens) -> bytes:
+    """Inverse of `byte_tokens` for one row: token ids (L,) -> the bytes (padding dropped)."""
+    t = np.asarray(tokens).astype(np.int64)
+    return (t[t > 0] - 1).astype(np.uint8).tobytes()
+
+
 def check_positive_int(value, name: str) -> int:
     """Return ``value`` as int, or raise ValueError naming ``name`` if not a positive int."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:

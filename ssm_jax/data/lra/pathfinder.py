@@ -157,11 +157,12 @@ def _first_true(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mask.any(axis=-1), mask.argmax(axis=-1)
 
 
-def _main_contours(rng, n, num_paddles, style, resolution, min_sep, shapes=4, tries=8,
+def _main_contours(rng, n, num_paddles, style, resolution, min_sep, shapes=16, tries=8,
                    max_rounds=1000, chunk=512):
     """Vertices (n, 2, P+1, 2) of two long contours per image, inside and ``min_sep`` apart.
 
-    Contour A is placed at random; for contour B, ``shapes`` random shapes at ``tries``
+    Contour A is the first of ``shapes`` random shapes that fits, at a random place; for
+    contour B, ``shapes`` random shapes at ``tries``
     random places each are tried and the first one clear of A is kept. Images where
     nothing works are redrawn.
     """
@@ -171,9 +172,10 @@ def _main_contours(rng, n, num_paddles, style, resolution, min_sep, shapes=4, tr
     for _ in range(max_rounds):
         m = min(len(todo), chunk)
         ar = np.arange(m)
-        sa = _random_shapes(rng, (m,), num_paddles, style)
+        sa = _random_shapes(rng, (m, shapes), num_paddles, style)
         off_a, fits_a = _place(rng, sa, resolution, margin)
-        a = sa + off_a
+        fits_a, j = _first_true(fits_a)                                       # first shape that fits
+        a = sa[ar, j] + off_a[ar, j]
         sb = _random_shapes(rng, (m, shapes), num_paddles, style)
         off_b, fits_b = _place(rng, sb, resolution, margin, tries)            # (m, S, R, 2), (m, S)
         outline_b = _outline(sb, style)[:, :, None] + off_b[:, :, :, None]    # (m, S, R, T, 2)
@@ -208,7 +210,7 @@ def generate_images(n: int, *, resolution: int = 32, contour_length: int = 14, s
     rng = np.random.default_rng([int(seed), resolution, contour_length, 0xFA7])
     # Long contours keep this far (centerline to centerline) from each other and from distractors,
     # so markers never touch a foreign contour and no stroke bridges two contours.
-    min_sep = style.marker_radius + style.thickness + 0.5
+    min_sep = style.marker_radius + style.thickness + 1.0 + resolution // 64
     main = _main_contours(rng, n, contour_length, style, resolution, min_sep)
 
     dist_len = max(contour_length // 3, 1)
