@@ -54,7 +54,22 @@ __all__ = [
     "bilinear_dplr",
     "dplr_dense",
     "conj_extend",
+    "full_precision",
 ]
+
+
+def full_precision(fn):
+    """Run ``fn`` with float32 matmuls at full precision (no TF32 / bf16 passes on GPUs).
+
+    The discretizations and kernels are small matrix products whose rounding shows
+    directly in the kernel (TF32 costs ~1e-3 relative error on an H100)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.default_matmul_precision("highest"):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -131,6 +146,7 @@ def _dense_args(A, B, dt):
 
 
 @jax.jit
+@full_precision
 def zoh_diag(A, B, dt):
     """ZOH for diagonal A: A_bar = exp(dt A), B_bar = (exp(dt A) - 1) / A * B.
 
@@ -144,6 +160,7 @@ def zoh_diag(A, B, dt):
 
 
 @jax.jit
+@full_precision
 def bilinear_diag(A, B, dt):
     """Bilinear for diagonal A: A_bar = (1 + dt/2 A)/(1 - dt/2 A), B_bar = dt B/(1 - dt/2 A).
 
@@ -155,6 +172,7 @@ def bilinear_diag(A, B, dt):
 
 
 @jax.jit
+@full_precision
 def euler_diag(A, B, dt):
     """Forward Euler for diagonal A: A_bar = 1 + dt A, B_bar = dt B.
 
@@ -168,6 +186,7 @@ def euler_diag(A, B, dt):
 
 
 @jax.jit
+@full_precision
 def zoh_dense(A, B, dt):
     """ZOH for dense A: A_bar = expm(dt A), B_bar = A^{-1} (expm(dt A) - I) B.
 
@@ -183,6 +202,7 @@ def zoh_dense(A, B, dt):
 
 
 @jax.jit
+@full_precision
 def bilinear_dense(A, B, dt):
     """Bilinear for dense A: A_bar = (I - dt/2 A)^{-1}(I + dt/2 A), B_bar = (I - dt/2 A)^{-1} dt B.
 
@@ -197,6 +217,7 @@ def bilinear_dense(A, B, dt):
 
 
 @jax.jit
+@full_precision
 def euler_dense(A, B, dt):
     """Forward Euler for dense A: A_bar = I + dt A, B_bar = dt B.
 
@@ -244,6 +265,7 @@ def _maybe_extend(conj_pairs, *xs):
 
 
 @functools.partial(jax.jit, static_argnames=("conj_pairs",))
+@full_precision
 def dplr_dense(Lambda, P, Q, conj_pairs: bool = True):
     """Dense A = diag(Lambda) - sum_r P_r Q_r^* per channel.
 
@@ -259,6 +281,7 @@ def dplr_dense(Lambda, P, Q, conj_pairs: bool = True):
 
 
 @functools.partial(jax.jit, static_argnames=("conj_pairs",))
+@full_precision
 def bilinear_dplr(Lambda, P, Q, B, dt, conj_pairs: bool = True):
     """Bilinear discretization of a DPLR system by the Woodbury identity (as S4).
 

@@ -65,7 +65,7 @@ import jax
 import jax.numpy as jnp
 
 from ssm_jax import _checks
-from ssm_jax.discretize import _dplr_args, bilinear_dplr, conj_extend, zoh_diag
+from ssm_jax.discretize import _dplr_args, bilinear_dplr, conj_extend, full_precision, zoh_diag
 
 __all__ = [
     "kernel_diag",
@@ -123,6 +123,7 @@ def _powers(A_bar, L):
 
 
 @functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
+@full_precision
 def kernel_diag(A_bar, B_bar, C, L: int, conj_pairs: bool = True):
     """Vandermonde kernel of a diagonal SSM: K[k, h] = sum_n C[h,n] B_bar[h,n] A_bar[h,n]^k.
 
@@ -139,6 +140,7 @@ def kernel_diag(A_bar, B_bar, C, L: int, conj_pairs: bool = True):
     return _finish(K, conj_pairs)
 
 
+@full_precision
 def kernel_diag_ref(A_bar, B_bar, C, L: int, conj_pairs: bool = True):
     """Reference for :func:`kernel_diag`: loop over k, x <- A_bar * x."""
     A_bar, B_bar, C, L = _diag_kernel_args(A_bar, B_bar, C, L)
@@ -150,6 +152,7 @@ def kernel_diag_ref(A_bar, B_bar, C, L: int, conj_pairs: bool = True):
 
 
 @functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
+@full_precision
 def kernel_s4d(A, B, C, dt, L: int, conj_pairs: bool = True):
     """S4D kernel from the continuous diagonal system, ZOH discretized:
 
@@ -195,6 +198,7 @@ def _dense_kernel_args(A_bar, B_bar, C, L):
 
 
 @functools.partial(jax.jit, static_argnames=("L",))
+@full_precision
 def kernel_dense(A_bar, B_bar, C, L: int):
     """Kernel of a dense SSM, K[k, h] = C[h] A_bar[h]^k B_bar[h], by Krylov doubling.
 
@@ -217,6 +221,7 @@ def kernel_dense(A_bar, B_bar, C, L: int):
     return jnp.einsum("hn,hnk->kh", C, X[..., :L])
 
 
+@full_precision
 def kernel_dense_ref(A_bar, B_bar, C, L: int):
     """Reference for :func:`kernel_dense`: loop over k, x <- A_bar x."""
     A_bar, B_bar, C, L = _dense_kernel_args(A_bar, B_bar, C, L)
@@ -244,6 +249,7 @@ def _c_tilde_args(C, A_bar, L):
 
 
 @functools.partial(jax.jit, static_argnames=("L",))
+@full_precision
 def c_tilde(C, A_bar, L: int):
     """S4's C~ = C (I - A_bar^L), row vector per channel. C (H, N); A_bar (N, N) or (H, N, N)."""
     C, I_minus = _c_tilde_args(C, A_bar, L)
@@ -251,6 +257,7 @@ def c_tilde(C, A_bar, L: int):
 
 
 @functools.partial(jax.jit, static_argnames=("L",))
+@full_precision
 def c_from_tilde(C_tilde, A_bar, L: int):
     """Inverse of :func:`c_tilde`: C = C~ (I - A_bar^L)^{-1}. Shapes as :func:`c_tilde`."""
     C_tilde, I_minus = _c_tilde_args(C_tilde, A_bar, L)
@@ -270,6 +277,7 @@ def _dplr_c_convert(fn, Lambda, P, Q, C, dt, L, conj_pairs):
 
 
 @functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
+@full_precision
 def dplr_c_tilde(Lambda, P, Q, C, dt, L: int, conj_pairs: bool = True):
     """C~ = C (I - A_bar^L) for the bilinear DPLR system (conjugate-extended if conj_pairs).
 
@@ -280,6 +288,7 @@ def dplr_c_tilde(Lambda, P, Q, C, dt, L: int, conj_pairs: bool = True):
 
 
 @functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
+@full_precision
 def dplr_c_from_tilde(Lambda, P, Q, C_tilde, dt, L: int, conj_pairs: bool = True):
     """C = C~ (I - A_bar^L)^{-1} for the bilinear DPLR system; inverse of :func:`dplr_c_tilde`."""
     return _dplr_c_convert(c_from_tilde, Lambda, P, Q, C_tilde, dt, L, conj_pairs)
@@ -305,6 +314,7 @@ def _dplr_transfer_one(Lambda, P, Q, B, C, dt, z):
 
 
 @functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
+@full_precision
 def kernel_dplr(Lambda, P, Q, B, C, dt, L: int, conj_pairs: bool = True):
     """S4 kernel of the bilinear-discretized DPLR system A = diag(Lambda) - sum_r P_r Q_r^*.
 
@@ -341,6 +351,7 @@ def kernel_dplr(Lambda, P, Q, B, C, dt, L: int, conj_pairs: bool = True):
     return K.T
 
 
+@full_precision
 def kernel_dplr_ref(Lambda, P, Q, B, C, dt, L: int, conj_pairs: bool = True):
     """Reference for :func:`kernel_dplr`: dense bilinear A_bar, C = C~ (I - A_bar^L)^{-1},
     then K_k = C A_bar^k B_bar by a loop (:func:`kernel_dense_ref`)."""
@@ -385,6 +396,7 @@ def _add_D(y, u, K, D):
 
 
 @jax.jit
+@full_precision
 def causal_conv(u, K, D=None):
     """Causal convolution by FFT: y_t = sum_{s<=t} K_{t-s} u_s + D u_t.
 
@@ -407,6 +419,7 @@ def _toeplitz(K_fwd, K_bwd, L):
     return T
 
 
+@full_precision
 def causal_conv_ref(u, K, D=None):
     """Reference for :func:`causal_conv`: direct sum with the Toeplitz matrix T[t,s] = K[t-s]."""
     u, K, D = _conv_args(u, K, D)
@@ -415,6 +428,7 @@ def causal_conv_ref(u, K, D=None):
 
 
 @jax.jit
+@full_precision
 def bidirectional_conv(u, K_fwd, K_bwd, D=None):
     """S4's bidirectional convolution:
 
@@ -431,6 +445,7 @@ def bidirectional_conv(u, K_fwd, K_bwd, D=None):
     return _add_D(_fft_conv(u, k, L), u, K_fwd, D)
 
 
+@full_precision
 def bidirectional_conv_ref(u, K_fwd, K_bwd, D=None):
     """Reference for :func:`bidirectional_conv`: direct sum with T[t,s] = K_fwd[t-s] (s <= t),
     K_bwd[s-t-1] (s > t)."""

@@ -101,7 +101,7 @@ def test_diag_kernel_conv_equals_recurrence():
     D = _f(rng.standard_normal(H))
     y_conv = kn.causal_conv(u, kn.kernel_diag(Ab, Bb, C, L), D)
     x = linear_scan(Ab[None, None], Bb[None, None] * u[..., None].astype(jnp.complex64), axis=1)
-    y_rec = 2 * jnp.einsum("hn,blhn->blh", C, x).real + D * u
+    y_rec = 2 * jnp.einsum("hn,blhn->blh", C, x, precision=jax.lax.Precision.HIGHEST).real + D * u
     np.testing.assert_allclose(y_conv, y_rec, rtol=1e-4, atol=1e-4)
 
 
