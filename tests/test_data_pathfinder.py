@@ -112,3 +112,12 @@ def test_get_task_generated_is_cached(tmp_path):
     assert len(list(tmp_path.glob("pathfinder64-*/curv_baseline/imgs/0/*.png"))) == 28
     with pytest.raises(ValueError, match="difficulty must be one of"):
         data.get_task("pathfinder64", difficulty="hard")
+
+
+def test_generate_folder_chunks(tmp_path):
+    base = pf.generate_folder(tmp_path, 1200, difficulty="curv_baseline", seed=4, chunk=1000)
+    images, labels, _ = pf.read_folder(base, 32)
+    assert images.shape == (1200, 32, 32) and labels.sum() == 600
+    assert sorted(p.name for p in (base / "metadata").iterdir()) == ["0.npy", "1.npy"]
+    with pytest.raises(ValueError, match="chunk must be a multiple of 1000"):
+        pf.generate_folder(tmp_path, 10, chunk=500)
