@@ -15,8 +15,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -170,6 +171,29 @@ def options_key(name: str, options: Mapping[str, object]) -> str:
     """A short stable directory name for a generated set: ``<name>-<hash of options>``."""
     blob = json.dumps({k: options[k] for k in sorted(options)}, sort_keys=True, default=str)
     return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+
+
+def build_once(folder: Path, build: Callable[[Path], object]) -> Path:
+    """Return ``folder``, first calling ``build(tmp)`` and renaming tmp to it if it is absent.
+
+    The rename is atomic, so an existing folder is always complete, and processes that
+    generate the same cached set at the same time do not corrupt each other's files.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        build(tmp)
+        os.rename(tmp, folder)
+    except OSError:
+        if not folder.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def split_off(n: int, fractions: tuple[float, ...], *, seed: int) -> list[np.ndarray]:

@@ -253,8 +253,7 @@ def load(*, data_dir=None, seed: int = 0, generate: bool | None = None, cache_di
                     max_length=max_length, max_depth=max_depth, max_args=max_args, seed=seed)
         root = Path(cache_dir or data_dir or core.default_cache_dir()).expanduser()
         folder = root / core.options_key("listops", opts)
-        if not all((folder / f).is_file() for f in SPLIT_FILES.values()):
-            generate_files(folder, **opts)
+        core.build_once(folder, lambda tmp: generate_files(tmp, **opts))
         seq_len = max_length if seq_len is None else seq_len
         source = "generated"
     else:
