@@ -121,3 +121,13 @@ def test_generate_folder_chunks(tmp_path):
     assert sorted(p.name for p in (base / "metadata").iterdir()) == ["0.npy", "1.npy"]
     with pytest.raises(ValueError, match="chunk must be a multiple of 1000"):
         pf.generate_folder(tmp_path, 10, chunk=500)
+
+
+def test_metadata_as_real_npy_array_is_read(tmp_path, small32):
+    images, labels, _ = small32
+    base = pf.write_folder(tmp_path, images[:3], labels[:3], difficulty="curv_baseline", contour_length=6)
+    rows = [line.split() for line in (base / "metadata" / "0.npy").read_text().splitlines()]
+    np.save(base / "metadata" / "0.npy", np.array(rows))  # np.save keeps the given .npy name
+    got_images, got_labels, _ = pf.read_folder(base, 32)
+    np.testing.assert_array_equal(got_labels, labels[:3])
+    np.testing.assert_array_equal(got_images, images[:3])

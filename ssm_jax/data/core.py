@@ -69,14 +69,17 @@ class Task:
 
     @property
     def train(self) -> Split:
+        """The training split."""
         return self.splits["train"]
 
     @property
     def val(self) -> Split:
+        """The validation split (model selection)."""
         return self.splits["val"]
 
     @property
     def test(self) -> Split:
+        """The test split."""
         return self.splits["test"]
 
 
@@ -118,14 +121,9 @@ def make_task(name: str, splits: Mapping[str, Split], *, num_classes: int, seq_l
 
 def num_batches(split: Split, batch_size: int, *, drop_remainder: bool = True) -> int:
     """How many batches `batches` yields for one epoch of ``split``."""
-    _check_batch_size(batch_size)
+    check_positive_int(batch_size, "batch_size")
     n = len(split)
     return n // batch_size if drop_remainder else -(-n // batch_size)
-
-
-def _check_batch_size(batch_size) -> None:
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:

@@ -291,6 +291,14 @@ def generate_folder(root, n: int, *, resolution: int = 32, difficulty: str = "cu
     return Path(root) / difficulty
 
 
+def _metadata_rows(path: Path) -> list[list[str]]:
+    """Rows of one metadata file: text lines split on spaces (LRA), or a real .npy string array."""
+    raw = path.read_bytes()
+    if raw.startswith(b"\x93NUMPY"):  # some re-releases store an (n, k) array of strings
+        return [[str(v) for v in row] for row in np.load(path, allow_pickle=False).tolist()]
+    return [line.split() for line in raw.decode().splitlines()]
+
+
 def read_folder(base, resolution: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Read ``<root>/<difficulty>`` (metadata/*.npy + PNGs): (uint8 (n, res, res), int32 (n,), skipped)."""
     base = Path(base)
@@ -298,13 +306,12 @@ def read_folder(base, resolution: int) -> tuple[np.ndarray, np.ndarray, int]:
                         key=lambda p: (int(p.stem) if p.stem.isdigit() else float("inf"), p.name))
     images, labels, skipped = [], [], 0
     for mf in meta_files:
-        for lineno, line in enumerate(mf.read_text().splitlines(), start=1):
-            fields = line.split()
+        for lineno, fields in enumerate(_metadata_rows(mf), start=1):
             if not fields:
                 continue
             if len(fields) < 4:
                 raise ValueError(f"{mf}:{lineno}: expected 'imgs/<i> sample_<j>.png <j> <label> ...', "
-                                 f"got {line!r}")
+                                 f"got {' '.join(fields)!r}")
             path = base / fields[0] / fields[1]
             try:
                 with Image.open(path) as im:
