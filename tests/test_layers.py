@@ -9,6 +9,14 @@ from flax import nnx
 from ssm_jax.layers import (
     S4, S4D, DenseSSM, FrozenSSMVariable, Mamba, SSMParam, available, make_layer)
 
+
+@pytest.fixture(autouse=True)
+def _full_precision_matmuls():
+    """float32 matmuls in full precision (GPUs default to TF32), so the modes agree to ~1e-5."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 # (name, constructor kwargs); every registered layer appears at least once.
 CASES = [
     ("s4d", dict(init="inv")),
@@ -64,7 +72,8 @@ def test_sequence_mode_equals_step_mode(name, kwargs, shape):
 @pytest.mark.parametrize("name,kwargs", [CASES[0], CASES[3], CASES[4], CASES[6]])
 def test_gradients_agree_between_modes(name, kwargs):
     batch, L, H, N = 2, 6, 3, 4
-    kwargs = dict(kwargs, l_max=L) if name == "s4" else kwargs
+    if name == "s4":  # step's C = C~ (I - A_bar^L)^-1 is ill-conditioned in dt when dt L << 1 (float32)
+        kwargs = dict(kwargs, l_max=L, dt_min=1e-2)
     layer = make_layer(name, H, d_state=N, rngs=nnx.Rngs(1), **kwargs)
     x = jax.random.normal(jax.random.PRNGKey(2), (batch, L, H))
     w = jax.random.normal(jax.random.PRNGKey(3), (batch, L, H))
@@ -74,7 +83,7 @@ def test_gradients_agree_between_modes(name, kwargs):
     assert len(leaves_seq) == len(leaves_step) > 0
     for a, b in zip(leaves_seq, leaves_step):
         assert np.all(np.isfinite(a))
-        assert_close(a, b, rtol=2e-3 if name == "s4" else 1e-4)
+        assert_close(a, b, rtol=1e-3 if name == "s4" else 1e-4)
 
 
 def test_s4_shorter_input_truncates_the_l_max_kernel():

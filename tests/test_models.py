@@ -9,6 +9,14 @@ from flax import nnx
 from ssm_jax.layers import S4, SSMParam
 from ssm_jax.models import build_model, default_model_config
 
+
+@pytest.fixture(autouse=True)
+def _full_precision_matmuls():
+    """float32 matmuls in full precision (GPUs default to TF32), so the modes agree to ~1e-5."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 B, L, V, C = 3, 8, 11, 5
 
 

@@ -16,6 +16,13 @@ from ssm_jax.layers import (
 from ssm_jax.layers.variants import zoh_selective
 
 
+@pytest.fixture(autouse=True)
+def _full_precision_matmuls():
+    """float32 matmuls in full precision (GPUs default to TF32), so the modes agree to ~1e-5."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 def assert_close(a, b, rtol=1e-4):
     a, b = np.asarray(a), np.asarray(b)
     scale = max(np.max(np.abs(b)), 1e-6)
