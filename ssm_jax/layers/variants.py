@@ -39,8 +39,26 @@ Example, S4D with the bilinear transform instead of ZOH::
 
     import dataclasses
     from ssm_jax.discretize import bilinear_diag
-    from ssm_jax.layers import register, variants
-    register("s4d_bilinear", dataclasses.replace(variants.s4d("lin"), discretize=bilinear_diag))
+    from ssm_jax.layers import SelectiveSSM, make_layer, register, s4d_ssm
+    register("s4d_bilinear", dataclasses.replace(s4d_ssm("lin"), discretize=bilinear_diag))
+
+and a selective SSM whose step size is the input itself (through softplus), with forward
+Euler instead of ZOH (so it takes the ``linear_scan`` path)::
+
+    def init(key, D, N):
+        k1, k2 = jax.random.split(key)
+        return {"A_log": jnp.zeros((D, N)), "delta_bias": jnp.full((D,), -2.0),
+                "W_B": jax.random.normal(k1, (D, N)) / D ** 0.5,
+                "W_C": jax.random.normal(k2, (D, N)) / D ** 0.5}
+
+    register("euler_ssm", SelectiveSSM(
+        init=init, A=lambda p: -jnp.exp(p["A_log"]),
+        select=lambda p, u: (u, u @ p["W_B"], u @ p["W_C"]),
+        discretize=lambda delta, A, B, u: (1 + delta[..., None] * A,
+                                           (delta * u)[..., None] * B[:, :, None, :]),
+        delta_softplus=True, A_keys=("A_log",), weight_keys=("W_B", "W_C")))
+
+    layer = make_layer("euler_ssm", 64, d_state=16, rngs=nnx.Rngs(0))   # the Mamba block around it
 """
 from __future__ import annotations
 
