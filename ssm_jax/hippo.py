@@ -68,6 +68,7 @@ __all__ = [
     "low_rank",
     "nplr",
     "dplr",
+    "dplr_basis",
     "s4d_init",
     "random_dense",
     "random_diag_real",
