@@ -216,3 +216,28 @@ def test_bad_inputs_name_the_argument():
         dz.bilinear_dplr(jnp.ones(4), jnp.ones((3, 5)), jnp.ones((3, 5)), jnp.ones((3, 4)), jnp.ones(3))
     with pytest.raises(ValueError, match="dt must have shape"):
         dz.bilinear_dplr(jnp.ones(4), jnp.ones((3, 4)), jnp.ones((3, 4)), jnp.ones((3, 4)), jnp.ones(2))
+
+
+def test_bilinear_dplr_gradients_match_dense():
+    rng = _rng(7)
+    H, N2, rank = 2, 3, 1
+    c = lambda x: jnp.asarray(x, jnp.complex64)
+    Lam = c(-rng.uniform(0.2, 1, (H, N2)) + 1j * rng.uniform(0, 4, (H, N2)))
+    P = c(0.5 * (rng.standard_normal((rank, H, N2)) + 1j * rng.standard_normal((rank, H, N2))))
+    B = c(rng.standard_normal((H, N2)) + 1j * rng.standard_normal((H, N2)))
+    dt = jnp.asarray(rng.uniform(0.05, 0.5, H), jnp.float32)
+    W = jnp.asarray(rng.standard_normal((H, 2 * N2, 2 * N2)), jnp.float32)
+
+    def fast(lam, p, b, d):
+        Ab, Bb = dz.bilinear_dplr(lam, p, p, b, d)
+        return jnp.sum(W * Ab.real) + jnp.sum(jnp.abs(Bb) ** 2)
+
+    def dense(lam, p, b, d):
+        Ab, Bb = dz.bilinear_dense(dz.dplr_dense(lam, p, p), dz.conj_extend(b), d)
+        return jnp.sum(W * Ab.real) + jnp.sum(jnp.abs(Bb) ** 2)
+
+    g1 = jax.jit(jax.grad(fast, argnums=(0, 1, 2, 3)))(Lam, P, B, dt)
+    g2 = jax.jit(jax.grad(dense, argnums=(0, 1, 2, 3)))(Lam, P, B, dt)
+    for a, b in zip(g1, g2):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * max(1.0, float(jnp.abs(b).max())))
