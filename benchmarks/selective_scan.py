@@ -1,0 +1,362 @@
+"""Selective scan on a GPU: check against the reference, then time ours against the anchor.
+
+    python benchmarks/selective_scan.py [--sections check,time,memory,tokens,floor,sweep]
+                                        [--lengths 2048,4096,16384] [--out DIR] [--no-anchor]
+
+Ours is ``selective_scan_pallas`` (fused Pallas/Triton kernels); the plain-JAX baseline is
+``ssm_jax.ops.selective_scan(..., backend="xla")`` (``lax.associative_scan``); the anchor is
+the official mamba-ssm CUDA kernel compiled in this run (``benchmarks/mamba_anchor.py``).
+Shapes: batch 8, D 1536, N 16, delta_softplus, D skip and delta_bias on; bf16 or float32
+u, delta, B, C (z); A float32. Timing: warm-up, then the median of ``--reps`` samples, each
+``--inner`` back-to-back calls between two device synchronizations, divided by ``--inner``.
+The floor: bytes that must move (u, delta, B, C [, z] read, y written) over the bandwidth
+of a large device copy, and batch*L*D*N exp2 over the measured exp2 rate.
+Every section prints a table and appends JSON lines to ``--out``/results.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pallas_kernels.selective_scan import selective_scan_pallas, selective_scan_ref  # noqa: E402
+from pallas_kernels.selective_scan.testing import random_inputs, rel_err  # noqa: E402
+
+BATCH, DIM, N_STATE = 8, 1536, 16
+DTYPES = {"bf16": jnp.bfloat16, "f32": jnp.float32}
+RESULTS = []
+# (block_d, num_warps, chunk) layouts the sweep section tries
+SWEEP = [(16, 1, 16), (16, 2, 16), (32, 1, 16), (32, 2, 16), (32, 4, 16), (64, 2, 16),
+         (64, 4, 16), (32, 2, 8), (128, 4, 8)]
+
+
+def record(out_dir, **row):
+    """Keep a result row (printed later) and append it to results.jsonl."""
+    RESULTS.append(row)
+    if out_dir:
+        with open(os.path.join(out_dir, "results.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def time_jax(fn, *args, reps=25, inner=5, warmup=3):
+    """Median seconds per call of a jitted fn (block_until_ready around each sample)."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(inner):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
+def time_torch(fn, reps=25, inner=5, warmup=3):
+    """Median seconds per call of a torch CUDA fn (synchronize around each sample)."""
+    import torch
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        torch.cuda.synchronize()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
+def inputs(length, dtype, batch=None, with_z=False, seed=0):
+    batch = BATCH if batch is None else batch
+    return random_inputs(jax.random.PRNGKey(seed), batch, length, DIM, N_STATE, None, dtype,
+                         with_D=True, with_z=with_z, with_bias=True)
+
+
+def ours_fwd(**layout):
+    return jax.jit(lambda *a: selective_scan_pallas(*a, delta_softplus=True, **layout))
+
+
+def vjp_of(fn, args):
+    """A jitted backward: dout -> grads of all present inputs (residuals from one forward)."""
+    present = [i for i, a in enumerate(args) if a is not None]
+
+    def f(*xs):
+        full = list(args)
+        for i, x in zip(present, xs):
+            full[i] = x
+        return fn(*full)
+    _, pullback = jax.vjp(f, *[args[i] for i in present])
+    return jax.jit(pullback)
+
+
+def xla_fn(*a):
+    from ssm_jax.ops import selective_scan
+    return selective_scan(*a, delta_softplus=True, backend="xla")
+
+
+def measure_floor(out_dir):
+    """Device-copy bandwidth (bytes read + written) and exp2 rate, measured here."""
+    x = jnp.ones((1 << 28,), jnp.float32)                        # 1 GiB
+    copy = jax.jit(lambda v: v * 1.0000001)
+    t = time_jax(copy, x, reps=20, inner=3)
+    bandwidth = 2 * x.nbytes / t
+    y = jax.random.uniform(jax.random.PRNGKey(0), (1 << 24,), jnp.float32)
+
+    def many_exp(v):
+        for _ in range(64):
+            v = jnp.exp2(v * -0.7)
+        return v
+    t_exp = time_jax(jax.jit(many_exp), y, reps=20, inner=3)
+    exp_rate = 64 * y.size / t_exp
+    record(out_dir, section="floor", bandwidth_Bps=bandwidth, exp2_per_s=exp_rate)
+    print(f"floor: copy bandwidth {bandwidth / 1e12:.2f} TB/s, exp2 {exp_rate / 1e12:.2f} T/s")
+    return bandwidth, exp_rate
+
+
+def floor_ms(length, dtype, mode, bandwidth, exp_rate, batch=None):
+    """max(bytes / bandwidth, exps / exp rate) in ms for one call."""
+    batch = BATCH if batch is None else batch
+    item = jnp.dtype(dtype).itemsize
+    seq = batch * length * DIM * item
+    bc = 2 * batch * length * N_STATE * item
+    if mode == "fwd":
+        nbytes = 3 * seq + bc
+    elif mode == "fwd+z":
+        nbytes = 4 * seq + bc
+    else:                        # bwd: read u, delta, dout, B, C; write du, ddelta, dB, dC
+        nbytes = 5 * seq + 2 * bc
+    exps = batch * length * DIM * N_STATE * (1 if mode != "bwd" else 2)
+    return 1e3 * max(nbytes / bandwidth, exps / exp_rate), nbytes
+
+
+def check(lengths, out_dir, anchor):
+    """Values (fwd, fwd+z) and gradients of ours against the sequential reference."""
+    for name, dtype in DTYPES.items():
+        for length in lengths:
+            for with_z in (False, True):
+                args = inputs(length, dtype, with_z=with_z, seed=length + with_z)
+                out = ours_fwd()(*args)
+                ref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*args)
+                err = rel_err(out, ref)
+                row = dict(section="check", dtype=name, L=length, z=with_z, rel_err_fwd=err)
+                if anchor is not None:
+                    targs = anchor_args(args)
+                    a_out = anchor[0].forward(anchor[1], targs)[0]
+                    row["anchor_rel_err_fwd"] = rel_err(jnp.asarray(
+                        np.asarray(a_out.float().transpose(1, 2).cpu())), ref)
+                record(out_dir, **row)
+                print(row, flush=True)
+            if length <= 4096:
+                args = inputs(length, dtype, seed=length + 7)
+                present = tuple(i for i, a in enumerate(args) if a is not None)
+                dout = jax.random.normal(jax.random.PRNGKey(1), args[0].shape).astype(dtype)
+
+                def loss(fn):
+                    return lambda *a: jnp.sum(fn(*a, delta_softplus=True).astype(jnp.float32)
+                                              * dout)
+                g = jax.jit(jax.grad(loss(selective_scan_pallas), argnums=present))(*args)
+                gr = jax.jit(jax.grad(loss(selective_scan_ref), argnums=present))(*args)
+                errs = {f"d{i}": rel_err(a, b) for i, a, b in zip(present, g, gr)}
+                row = dict(section="check_grad", dtype=name, L=length, max_rel_err=max(errs.values()),
+                           errs=errs)
+                record(out_dir, **row)
+                print(row, flush=True)
+
+
+def anchor_args(args):
+    from benchmarks import mamba_anchor
+    return mamba_anchor.to_channels_first(args)
+
+
+def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls):
+    """Forward, forward+z and backward times of ours, xla and the anchor."""
+    for name, dtype in DTYPES.items():
+        for length in lengths:
+            for mode in ("fwd", "fwd+z", "bwd"):
+                args = inputs(length, dtype, with_z=mode == "fwd+z", seed=length)
+                row = dict(section="time", dtype=name, L=length, mode=mode, batch=BATCH, D=DIM,
+                           N=N_STATE)
+                if floors:
+                    row["floor_ms"], row["bytes"] = floor_ms(length, dtype, mode, *floors)
+                for impl in impls:
+                    try:
+                        row[impl + "_ms"] = 1e3 * time_impl(impl, mode, args, anchor, reps, inner)
+                    except Exception as e:  # noqa: BLE001  (an OOM of the xla path is a result)
+                        row[impl + "_ms"] = None
+                        row[impl + "_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+                record(out_dir, **row)
+                print(row, flush=True)
+
+
+def time_impl(impl, mode, args, anchor, reps, inner):
+    if impl == "ours":
+        fwd = ours_fwd()
+        if mode == "bwd":
+            pull = vjp_of(lambda *a: selective_scan_pallas(*a, delta_softplus=True), args)
+            return time_jax(pull, fwd(*args), reps=reps, inner=inner)
+        return time_jax(fwd, *args, reps=reps, inner=inner)
+    if impl == "xla":
+        if mode == "bwd":
+            pull = vjp_of(xla_fn, args)
+            return time_jax(pull, jax.jit(xla_fn)(*args), reps=reps, inner=inner)
+        return time_jax(jax.jit(xla_fn), *args, reps=reps, inner=inner)
+    if impl == "anchor":
+        if anchor is None:
+            raise RuntimeError("anchor not built")
+        mod_py, mod = anchor
+        targs = anchor_args(args)
+        if mode == "bwd":
+            _, x, out = mod_py.forward(mod, targs)
+            import torch
+            dout = torch.randn_like(out)
+            return time_torch(lambda: mod_py.backward(mod, targs, dout, x, out), reps, inner)
+        return time_torch(lambda: mod_py.forward(mod, targs), reps, inner)
+    raise ValueError(impl)
+
+
+def memory(lengths, out_dir):
+    """Compiled memory of forward+backward (temp + arguments + outputs), ours against xla."""
+    for length in lengths:
+        args = inputs(length, jnp.bfloat16, seed=1)
+        present = tuple(i for i, a in enumerate(args) if a is not None)
+        row = dict(section="memory", L=length, batch=BATCH, D=DIM, N=N_STATE, dtype="bf16",
+                   input_bytes=int(sum(args[i].nbytes for i in present)))
+        for impl, fn in (("ours", lambda *a: selective_scan_pallas(*a, delta_softplus=True)),
+                         ("xla", xla_fn)):
+            grad = jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a).astype(jnp.float32)),
+                                    argnums=present))
+            try:
+                mem = grad.lower(*args).compile().memory_analysis()
+                row[impl + "_temp_bytes"] = int(mem.temp_size_in_bytes)
+                row[impl + "_total_bytes"] = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
+                                                 + mem.output_size_in_bytes)
+            except Exception as e:  # noqa: BLE001
+                row[impl + "_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+        record(out_dir, **row)
+        print(row, flush=True)
+
+
+def tokens(out_dir, anchor, reps, inner):
+    """Batch 1, L = 2^12 .. 2^20: time per token of forward and backward (bf16)."""
+    for log_l in range(12, 21, 2):
+        length = 1 << log_l
+        args = inputs(length, jnp.bfloat16, batch=1, seed=log_l)
+        row = dict(section="tokens", L=length, batch=1)
+        row["ours_fwd_ms"] = 1e3 * time_impl("ours", "fwd", args, None, reps, inner)
+        row["ours_bwd_ms"] = 1e3 * time_impl("ours", "bwd", args, None, reps, inner)
+        if anchor is not None:
+            row["anchor_fwd_ms"] = 1e3 * time_impl("anchor", "fwd", args, anchor, reps, inner)
+            row["anchor_bwd_ms"] = 1e3 * time_impl("anchor", "bwd", args, anchor, reps, inner)
+        for k in list(row):
+            if k.endswith("_ms"):
+                row[k.replace("_ms", "_ns_per_token")] = 1e6 * row[k] / length
+        record(out_dir, **row)
+        print(row, flush=True)
+
+
+def sweep(out_dir, length, reps, inner):
+    """Layouts of ours (block_d, chunk, num_warps) at one shape, forward and backward, bf16."""
+    args = inputs(length, jnp.bfloat16, seed=3)
+    for block_d, num_warps, chunk in SWEEP:
+        layout = dict(block_d=block_d, num_warps=num_warps, chunk=chunk)
+        row = dict(section="sweep", L=length, **layout)
+        try:
+            fwd = ours_fwd(**layout)
+            row["fwd_ms"] = 1e3 * time_jax(fwd, *args, reps=reps, inner=inner)
+            pull = vjp_of(lambda *a: selective_scan_pallas(*a, delta_softplus=True, **layout),
+                          args)
+            row["bwd_ms"] = 1e3 * time_jax(pull, fwd(*args), reps=reps, inner=inner)
+        except Exception as e:  # noqa: BLE001
+            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        record(out_dir, **row)
+        print(row, flush=True)
+
+
+def print_table():
+    """The time rows as a markdown table (what BENCHMARKS.md records)."""
+    rows = [r for r in RESULTS if r.get("section") == "time"]
+    if not rows:
+        return
+    print("\n| dtype | L | mode | ours ms | anchor ms | xla ms | floor ms | vs anchor | vs xla |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+    def f(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    def ratio(a, b):
+        return "-" if a is None or b is None else f"{b / a:.2f}x"
+    for r in rows:
+        o, a, x = r.get("ours_ms"), r.get("anchor_ms"), r.get("xla_ms")
+        print(f"| {r['dtype']} | {r['L']} | {r['mode']} | {f(o)} | {f(a)} | {f(x)} | "
+              f"{f(r.get('floor_ms'))} | {ratio(o, a)} | {ratio(o, x)} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sections", default="floor,check,time,memory,tokens")
+    p.add_argument("--lengths", default="2048,4096,16384")
+    p.add_argument("--impls", default="ours,anchor,xla")
+    p.add_argument("--out", default=os.environ.get("OUT", ""))
+    p.add_argument("--no-anchor", action="store_true")
+    p.add_argument("--reps", type=int, default=25)
+    p.add_argument("--inner", type=int, default=5)
+    p.add_argument("--sweep-length", type=int, default=4096)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--dim", type=int, default=1536)
+    a = p.parse_args()
+    globals().update(BATCH=a.batch, DIM=a.dim)
+    sections = a.sections.split(",")
+    lengths = [int(x) for x in a.lengths.split(",")]
+    commit = os.environ.get("BENCH_COMMIT") or _git_commit()
+    dev = jax.devices()[0]
+    header = dict(section="header", device=dev.device_kind, platform=dev.platform,
+                  jax=jax.__version__, date=datetime.datetime.utcnow().isoformat(timespec="seconds"),
+                  commit=commit)
+    anchor = None
+    if not a.no_anchor and ("anchor" in a.impls or "check" in sections):
+        try:
+            import torch
+            from benchmarks import mamba_anchor
+            mod, secs = mamba_anchor.build()
+            anchor = (mamba_anchor, mod)
+            header.update(torch=torch.__version__, anchor_build_s=round(secs, 1))
+        except Exception as e:  # noqa: BLE001
+            header["anchor_error"] = f"{type(e).__name__}: {str(e)[:500]}"
+    record(a.out, **header)
+    print(header, flush=True)
+    floors = measure_floor(a.out) if "floor" in sections else None
+    if "sweep" in sections:
+        sweep(a.out, a.sweep_length, a.reps, a.inner)
+    if "check" in sections:
+        check(lengths, a.out, anchor)
+    if "time" in sections:
+        bench_times(lengths, a.out, anchor, floors, a.reps, a.inner, a.impls.split(","))
+    if "memory" in sections:
+        memory(lengths, a.out)
+    if "tokens" in sections:
+        tokens(a.out, anchor, a.reps, a.inner)
+    print_table()
+
+
+def _git_commit():
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()
