@@ -33,9 +33,9 @@ def get_config(size: str = ""):
     c.model.prenorm = True
     c.model.pooling = "mean"
 
-    c.optim.lr = 4e-3
-    c.optim.ssm_lr = 1e-3
-    c.optim.weight_decay = 0.01
+    c.optim.lr = 0.01                # S4's ListOps optimizer settings (configs/lra/common.py)
+    c.optim.ssm_lr = 0.001
+    c.optim.weight_decay = 0.05
     c.optim.warmup_steps = 50
 
     c.batch_size = 32

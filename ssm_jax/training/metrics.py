@@ -84,11 +84,11 @@ def plot_curves(workdir: str, filename: str = "curves.png") -> str:
             continue
         steps = [r["step"] for r in sel]
         for ax, key in zip(axes, ("loss", "accuracy")):
-            ax.plot(steps, [r[key] for r in sel], label=split, marker="." if split != "train" else None)
+            (line,) = ax.plot(steps, [r[key] for r in sel], label=split, marker="." if split != "train" else None)
         baselines = [r["majority_baseline"] for r in sel if "majority_baseline" in r]
         if baselines:
-            axes[1].axhline(baselines[-1], ls="--", lw=0.8, color="gray")
-    axes[1].plot([], [], ls="--", color="gray", label="majority baseline")
+            axes[1].axhline(baselines[-1], ls="--", lw=0.8, color=line.get_color())
+    axes[1].plot([], [], ls="--", color="gray", label="majority baseline (dashed, per split)")
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.set_xlabel("step")
         ax.set_ylabel(key)
