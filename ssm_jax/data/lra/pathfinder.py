@@ -157,37 +157,52 @@ def _first_true(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mask.any(axis=-1), mask.argmax(axis=-1)
 
 
-def _main_contours(rng, n, num_paddles, style, resolution, min_sep, shapes=16, tries=8,
+def _main_contours(rng, n, num_paddles, style, resolution, min_sep, *, shapes=16, tries=4,
                    max_rounds=1000, chunk=512):
-    """Vertices (n, 2, P+1, 2) of two long contours per image, inside and ``min_sep`` apart.
+    """Vertices (n, 2, P+1, 2) of two long contours A, B per image, inside and ``min_sep`` apart.
 
-    Contour A is the first of ``shapes`` random shapes that fits, at a random place; for
-    contour B, ``shapes`` random shapes at ``tries``
-    random places each are tried and the first one clear of A is kept. Images where
-    nothing works are redrawn.
+    Contour A is the first of ``shapes`` random shapes that fits, at a random place. For
+    contour B, ``shapes`` random shapes are tried at ``tries`` places where B[0] lies on
+    the circle around A[0] through A[-1], and at ``tries`` random places; of those inside
+    the image and clear of A, the one whose nearer end is closest to that circle is kept
+    (with that end first). Images where nothing works are redrawn. So |B[0] - A[0]| is
+    (nearly always exactly) |A[-1] - A[0]|: positives mark A[0] and A[-1], negatives A[0]
+    and B[0], and the marker distance tells (almost) nothing about the label. The
+    procedure does not look at the label.
     """
     margin = style.marker_radius + 1.0
     verts = np.zeros((n, 2, num_paddles + 1, 2))
     todo = np.arange(n)
     for _ in range(max_rounds):
         m = min(len(todo), chunk)
-        ar = np.arange(m)
+        ar, idx = np.arange(m), todo[:m]
         sa = _random_shapes(rng, (m, shapes), num_paddles, style)
         off_a, fits_a = _place(rng, sa, resolution, margin)
         fits_a, j = _first_true(fits_a)                                       # first shape that fits
         a = sa[ar, j] + off_a[ar, j]
+        span_a = np.linalg.norm(a[:, -1] - a[:, 0], axis=-1)[:, None, None, None]
         sb = _random_shapes(rng, (m, shapes), num_paddles, style)
-        off_b, fits_b = _place(rng, sb, resolution, margin, tries)            # (m, S, R, 2), (m, S)
-        outline_b = _outline(sb, style)[:, :, None] + off_b[:, :, :, None]    # (m, S, R, T, 2)
+        theta = rng.uniform(0, 2 * np.pi, (m, shapes, tries))
+        on_circle = a[:, None, None, 0] + span_a * np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+        off_random, _ = _place(rng, sb, resolution, margin, tries)
+        off_b = np.concatenate([on_circle - sb[:, :, None, 0], off_random], axis=2)   # (m, S, 2R, 2)
+        lo, hi = sb.min(axis=-2)[:, :, None] + off_b, sb.max(axis=-2)[:, :, None] + off_b
+        fits_b = (lo >= margin).all(axis=-1) & (hi <= resolution - 1 - margin).all(axis=-1)
+        outline_b = _outline(sb, style)[:, :, None] + off_b[:, :, :, None]    # (m, S, 2R, T, 2)
         near_a = _near(_outline(a, style), resolution, min_sep)
-        clear = ~_hits(near_a, outline_b.reshape(m, shapes * tries, -1, 2)).reshape(m, shapes, tries)
-        ok_b, k = _first_true((fits_b[:, :, None] & clear).reshape(m, -1))
-        ok = fits_a & ok_b
-        s_idx, r_idx = np.divmod(k, tries)
+        clear = ~_hits(near_a, outline_b.reshape(m, -1, outline_b.shape[-2], 2)).reshape(fits_b.shape)
+        ends_b = sb[:, :, None, [0, -1]] + off_b[:, :, :, None]               # (m, S, 2R, 2, 2)
+        gap = np.abs(np.linalg.norm(ends_b - a[:, None, None, None, 0], axis=-1) - span_a)
+        score = np.where(fits_b & clear, gap.min(axis=-1), np.inf).reshape(m, -1)
+        k = score.argmin(axis=-1)
+        ok = fits_a & np.isfinite(score[ar, k])
+        s_idx, r_idx = np.divmod(k, off_b.shape[2])
         b = sb[ar, s_idx] + off_b[ar, s_idx, r_idx][:, None]
-        verts[todo[:m][ok], 0] = a[ok]
-        verts[todo[:m][ok], 1] = b[ok]
-        todo = np.concatenate([todo[:m][~ok], todo[m:]])
+        flip = gap[ar, s_idx, r_idx, 1] < gap[ar, s_idx, r_idx, 0]            # nearer end last: reverse B
+        b[flip] = b[flip, ::-1]
+        verts[idx[ok], 0] = a[ok]
+        verts[idx[ok], 1] = b[ok]
+        todo = np.concatenate([idx[~ok], todo[m:]])
         if todo.size == 0:
             return verts
     raise RuntimeError(f"pathfinder: could not place two contours of {num_paddles} paddles "
@@ -211,6 +226,9 @@ def generate_images(n: int, *, resolution: int = 32, contour_length: int = 14, s
     # Long contours keep this far (centerline to centerline) from each other and from distractors,
     # so markers never touch a foreign contour and no stroke bridges two contours.
     min_sep = style.marker_radius + style.thickness + 1.0 + resolution // 64
+    labels = np.zeros(n, np.int32)
+    labels[: int(round(n * positive_fraction))] = 1
+    labels = rng.permutation(labels)
     main = _main_contours(rng, n, contour_length, style, resolution, min_sep)
 
     dist_len = max(contour_length // 3, 1)
@@ -224,16 +242,9 @@ def generate_images(n: int, *, resolution: int = 32, contour_length: int = 14, s
     main_pts = _dash_points(main, style).reshape(n, -1, 2)
     keep = valid & (np.cumsum(valid, axis=1) <= num_dist)
 
-    labels = np.zeros(n, np.int32)
-    labels[: int(round(n * positive_fraction))] = 1
-    labels = rng.permutation(labels)
-    end_a = rng.integers(0, 2, n)                  # which end of contour A gets a marker
-    end_b = rng.integers(0, 2, n)                  # which end of contour B (negatives)
-    ar = np.arange(n)
-    first = main[ar, 0, np.where(end_a == 0, 0, -1)]
-    second = np.where(labels[:, None] == 1, main[ar, 0, np.where(end_a == 0, -1, 0)],
-                      main[ar, 1, np.where(end_b == 0, 0, -1)])
-    markers = np.stack([first, second], axis=1)
+    # Positives: both ends of A. Negatives: A's first end and B's first end, which
+    # _main_contours put exactly as far apart as A's two ends, so marker distance is no cue.
+    markers = np.stack([main[:, 0, 0], np.where(labels[:, None] == 1, main[:, 0, -1], main[:, 1, 0])], axis=1)
 
     canvas = np.zeros((n, resolution, resolution), np.float32)
     radius = style.thickness / 2
