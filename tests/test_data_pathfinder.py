@@ -114,12 +114,16 @@ def test_get_task_generated_is_cached(tmp_path):
         data.get_task("pathfinder64", difficulty="hard")
 
 
-def test_generate_folder_chunks(tmp_path):
-    base = pf.generate_folder(tmp_path, 1200, difficulty="curv_baseline", seed=4, chunk=1000)
+def test_generate_folder_chunks_same_with_worker_processes(tmp_path):
+    base = pf.generate_folder(tmp_path / "a", 1200, difficulty="curv_baseline", seed=4, chunk=1000, workers=1)
     images, labels, _ = pf.read_folder(base, 32)
     assert images.shape == (1200, 32, 32) and labels.sum() == 600
     assert sorted(p.name for p in (base / "metadata").iterdir()) == ["0.npy", "1.npy"]
-    with pytest.raises(ValueError, match="chunk must be a multiple of 1000"):
+    par = pf.generate_folder(tmp_path / "b", 1200, difficulty="curv_baseline", seed=4, chunk=1000, workers=2)
+    par_images, par_labels, _ = pf.read_folder(par, 32)
+    np.testing.assert_array_equal(par_images, images)
+    np.testing.assert_array_equal(par_labels, labels)
+    with pytest.raises(ValueError, match="chunk must be a positive multiple of 1000"):
         pf.generate_folder(tmp_path, 10, chunk=500)
 
 

@@ -30,7 +30,10 @@ LRA's tokens. With ``as_float=True``: float32 (n, resolution**2, 1) scaled to [-
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -282,23 +285,41 @@ def write_folder(root, images: np.ndarray, labels: np.ndarray, *, difficulty: st
     return base
 
 
+def _write_chunk(root, start: int, size: int, resolution: int, difficulty: str, seed: int) -> None:
+    """Generate and write the images start .. start+size-1 of a generated set (one chunk)."""
+    contour_length = DIFFICULTIES[difficulty]
+    images, labels, _ = generate_images(size, resolution=resolution, contour_length=contour_length, seed=seed)
+    write_folder(root, images, labels, difficulty=difficulty, contour_length=contour_length,
+                 first_folder=start // 1000)
+
+
 def generate_folder(root, n: int, *, resolution: int = 32, difficulty: str = "curv_contour_length_14",
-                    seed: int = 0, chunk: int = 2000) -> Path:
+                    seed: int = 0, chunk: int = 2000, workers: int | None = None) -> Path:
     """Generate ``n`` images and write them in the official layout under ``root/difficulty``.
 
     Works in chunks of ``chunk`` images (a multiple of the 1000 images per folder), each
-    generated with its own seed derived from ``seed``, so memory stays bounded (Path-X).
-    Labels are balanced within each chunk. Returns ``root/difficulty``.
+    generated with its own seed derived from ``seed`` (the result does not depend on
+    ``workers``), so memory stays bounded (Path-X). Labels are balanced within each
+    chunk. Chunks run in ``workers`` processes (default: the CPU count, at most 16;
+    spawned, not forked, so it is safe in a process that has started JAX). Returns
+    ``root/difficulty``.
     """
     core.check_positive_int(n, "n")
-    if chunk % 1000:
-        raise ValueError(f"chunk must be a multiple of 1000 (images per folder), got {chunk}")
-    contour_length = DIFFICULTIES[difficulty]
-    for c, start in enumerate(range(0, n, chunk)):
-        images, labels, _ = generate_images(min(chunk, n - start), resolution=resolution,
-                                            contour_length=contour_length, seed=seed * 100003 + c)
-        write_folder(root, images, labels, difficulty=difficulty, contour_length=contour_length,
-                     first_folder=start // 1000)
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)}, got {difficulty!r}")
+    if chunk % 1000 or chunk < 1000:
+        raise ValueError(f"chunk must be a positive multiple of 1000 (images per folder), got {chunk}")
+    jobs = [(root, start, min(chunk, n - start), resolution, difficulty, seed * 100003 + c)
+            for c, start in enumerate(range(0, n, chunk))]
+    workers = min(len(jobs), workers or min(os.cpu_count() or 1, 16))
+    if workers <= 1:
+        for job in jobs:
+            _write_chunk(*job)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            for future in [pool.submit(_write_chunk, *job) for job in jobs]:
+                future.result()
     return Path(root) / difficulty
 
 
