@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ssm_jax.discretize import bilinear_diag
+from ssm_jax.discretize import bilinear_diag, zoh_diag
 from ssm_jax.layers import (
     DiagonalLayer, DiagonalSSM, SelectiveLayer, SelectiveSSM, SSMParam, VariantError, available, get, make_layer,
     mamba_ssm, register, s4d_ssm)
@@ -149,6 +149,20 @@ def test_zoh_route_equals_generic_scan_route():
     g_fused = nnx.jit(nnx.grad(lambda m: jnp.sum(jnp.sin(m(u)))))(fused)
     g_generic = nnx.jit(nnx.grad(lambda m: jnp.sum(jnp.sin(m(u)))))(generic)
     for a, b in zip(jax.tree.leaves(g_generic), jax.tree.leaves(g_fused)):
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize("init,L", [("inv", 7), ("legs", 12)])
+def test_zoh_kernel_route_equals_generic_vandermonde(init, L):
+    """ZOH diagonal variants use kernel_s4d (exp(k dt A)); any other rule kernel_diag."""
+    zoh = s4d_ssm(init)
+    fast = DiagonalLayer(zoh, 3, d_state=6, rngs=nnx.Rngs(2))
+    generic = DiagonalLayer(dataclasses.replace(zoh, discretize=lambda A, B, dt: zoh_diag(A, B, dt)),
+                            3, d_state=6, rngs=nnx.Rngs(2))
+    u = jax.random.normal(jax.random.PRNGKey(1), (2, L, 3))
+    assert_close(jax.jit(lambda u: fast(u))(u), jax.jit(lambda u: generic(u))(u))
+    grads = [nnx.jit(nnx.grad(lambda m: jnp.sum(jnp.sin(m(u)))))(m) for m in (fast, generic)]
+    for a, b in zip(*map(jax.tree.leaves, grads)):
         assert_close(a, b)
 
 

@@ -5,7 +5,8 @@ gives A_bar, B_bar, C (H, M); then
 
     x_k = A_bar x_{k-1} + B_bar u_k,    y_k = C x_k + D u_k      (2 Re(C x_k) with conj_pairs)
 
-Whole sequence: the kernel K_k = C A_bar^k B_bar (``ssm_jax.kernels.kernel_diag``, (L, H))
+Whole sequence: the kernel K_k = C A_bar^k B_bar (``ssm_jax.kernels.kernel_diag``, (L, H);
+``kernel_s4d``, powers as exp(k dt A), when the discretization is ZOH)
 and an FFT convolution, y = K * u + D u (``causal_conv``). Step: the recurrence above.
 Bidirectional: a second SSM of the same variant, run backwards (anti-causal kernel),
 added to the forward one (``bidirectional_conv``); such a layer cannot step.
@@ -27,7 +28,8 @@ from flax import nnx
 
 from ssm_jax import _checks
 from ssm_jax.hippo import init_A
-from ssm_jax.kernels import kernel_diag
+from ssm_jax.discretize import zoh_diag
+from ssm_jax.kernels import kernel_diag, kernel_s4d
 from ssm_jax.layers.common import (
     as_complex, as_real_pair, check_step, log_uniform_dt, read, seed_from_key, ssm_variable)
 from ssm_jax.layers.convolutional import ConvolutionalSSM
@@ -100,14 +102,25 @@ class DiagonalLayer(ConvolutionalSSM):
                         if bidirectional else None)
         self.D = SSMParam(jax.random.normal(rngs.params(), (d_model,), jnp.float32))
 
+    def continuous(self, backward: bool = False):
+        """(A, B, C (H, M), dt (H,)) of the forward (or backward) SSM."""
+        p = read(self.ssm_bwd if backward else self.ssm)
+        v = self.variant
+        return v.A(p), v.B(p), v.C(p), v.dt(p)
+
     def discrete(self, backward: bool = False):
         """(A_bar, B_bar, C), each (H, M), of the forward (or backward) SSM."""
-        p = read(self.ssm_bwd if backward else self.ssm)
-        A_bar, B_bar = self.variant.discretize(self.variant.A(p), self.variant.B(p), self.variant.dt(p))
-        return A_bar, B_bar, self.variant.C(p)
+        A, B, C, dt = self.continuous(backward)
+        return (*self.variant.discretize(A, B, dt), C)
 
     def kernel(self, L: int, backward: bool = False):
-        """The convolution kernel K_k = C A_bar^k B_bar, (L, H)."""
+        """The convolution kernel K_k = C A_bar^k B_bar, (L, H).
+
+        With ZOH the powers are exp(k dt A) (``kernel_s4d``: parallel, and accurate at long
+        L); any other discretization takes the generic Vandermonde ``kernel_diag``.
+        """
+        if self.variant.discretize is zoh_diag:
+            return kernel_s4d(*self.continuous(backward), L, conj_pairs=self.variant.conj_pairs)
         return kernel_diag(*self.discrete(backward), L, conj_pairs=self.variant.conj_pairs)
 
     def init_state(self, batch_size: int):
