@@ -29,6 +29,7 @@ __all__ = [
     "as_real_pair",
     "seed_from_key",
     "read",
+    "variant_variables",
     "check_sequence",
     "check_step",
 ]
@@ -41,6 +42,15 @@ class FrozenSSMVariable(nnx.Variable):
 def ssm_variable(value, *, trainable: bool = True) -> nnx.Variable:
     """``SSMParam(value)`` if trainable, else ``FrozenSSMVariable(value)``."""
     return SSMParam(value) if trainable else FrozenSSMVariable(value)
+
+
+def variant_variables(variant, params: dict, trainable_A: bool = True) -> nnx.Dict:
+    """A variant's params as variables: ``nnx.Param`` for ``variant.weight_keys``,
+    ``FrozenSSMVariable`` for ``variant.A_keys`` when not ``trainable_A``, else ``SSMParam``."""
+    return nnx.Dict({
+        k: nnx.Param(v) if k in variant.weight_keys
+        else ssm_variable(v, trainable=trainable_A or k not in variant.A_keys)
+        for k, v in params.items()})
 
 
 def read(variables) -> dict:

@@ -27,11 +27,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ssm_jax import _checks
-from ssm_jax.hippo import init_A
 from ssm_jax.discretize import zoh_diag
+from ssm_jax.hippo import init_A
 from ssm_jax.kernels import kernel_diag, kernel_s4d
 from ssm_jax.layers.common import (
-    as_complex, as_real_pair, check_step, log_uniform_dt, read, seed_from_key, ssm_variable)
+    as_complex, as_real_pair, check_step, log_uniform_dt, read, seed_from_key, variant_variables)
 from ssm_jax.layers.convolutional import ConvolutionalSSM
 from ssm_jax.layers.params import SSMParam
 from ssm_jax.layers.variants import DiagonalSSM
@@ -75,11 +75,6 @@ def s4d_ssm(init: str = "inv", dt_min: float = 1e-3, dt_max: float = 1e-1, seed:
     )
 
 
-def _ssm_dict(variant, params, trainable_A):
-    return nnx.Dict({k: ssm_variable(v, trainable=trainable_A or k not in variant.A_keys)
-                     for k, v in params.items()})
-
-
 class DiagonalLayer(ConvolutionalSSM):
     """A :class:`DiagonalSSM` ``variant`` as a layer on (batch, L, d_model) (module docstring).
 
@@ -97,9 +92,12 @@ class DiagonalLayer(ConvolutionalSSM):
         variant.check(d_model, d_state)
         self.variant, self.d_model, self.d_state = variant, d_model, d_state
         self.bidirectional = bool(bidirectional)
-        self.ssm = _ssm_dict(variant, variant.init(rngs.params(), d_model, d_state), trainable_A)
-        self.ssm_bwd = (_ssm_dict(variant, variant.init(rngs.params(), d_model, d_state), trainable_A)
-                        if bidirectional else None)
+
+        def make_ssm():
+            return variant_variables(variant, variant.init(rngs.params(), d_model, d_state), trainable_A)
+
+        self.ssm = make_ssm()
+        self.ssm_bwd = make_ssm() if bidirectional else None
         self.D = SSMParam(jax.random.normal(rngs.params(), (d_model,), jnp.float32))
 
     def continuous(self, backward: bool = False):

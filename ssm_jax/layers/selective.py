@@ -27,7 +27,7 @@ from flax import nnx
 
 from pallas_kernels.selective_scan.reference import finish_output
 from ssm_jax import _checks
-from ssm_jax.layers.common import check_sequence, inverse_softplus, log_uniform_dt, read, ssm_variable
+from ssm_jax.layers.common import check_sequence, inverse_softplus, log_uniform_dt, read, variant_variables
 from ssm_jax.layers.params import SSMParam
 from ssm_jax.layers.variants import SelectiveSSM
 from ssm_jax.ops.selective_scan import BACKENDS, selective_scan
@@ -97,10 +97,7 @@ class SelectiveLayer(nnx.Module):
         self.conv_weight = nnx.Param(jax.random.uniform(rngs.params(), (d_conv, d_inner), jnp.float32, -lim, lim))
         self.conv_bias = nnx.Param(jax.random.uniform(rngs.params(), (d_inner,), jnp.float32, -lim, lim))
         params = variant.init(rngs.params(), d_inner, d_state)
-        self.ssm = nnx.Dict({
-            k: nnx.Param(v) if k in variant.weight_keys
-            else ssm_variable(v, trainable=trainable_A or k not in variant.A_keys)
-            for k, v in params.items()})
+        self.ssm = variant_variables(variant, params, trainable_A)
         self.D = SSMParam(jnp.ones((d_inner,), jnp.float32))
         self.out_proj = nnx.Linear(d_inner, d_model, use_bias=False, rngs=rngs)
 
