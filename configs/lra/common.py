@@ -29,9 +29,13 @@ from ssm_jax.training import default_config
 SOURCE = "state-spaces/s4 configs/experiment/lra/{}"
 
 # Per task: data, architecture, optimizer, loop. train_size sets "one epoch" for eval/checkpoints.
+# The generated tasks list the generator's sizes (LRA's 80/10/10 split of 200k Pathfinder
+# images) so they can be overridden, e.g. --config.data.options.num_train=10000; they are
+# ignored when data_dir holds the official files.
 TASKS = {
     "listops": dict(
-        yaml="s4-lra-listops.yaml", data_task="listops", options={}, train_size=96000,
+        yaml="s4-lra-listops.yaml", data_task="listops", train_size=96000,
+        options=dict(num_train=96000, num_val=2000, num_test=2000),  # LRA's sizes (generator)
         n_layers=8, d_model=128, norm="batch", prenorm=False, dropout=0.0, pooling="mean",
         lr=0.01, ssm_lr=0.001, weight_decay=0.05, batch_size=50, num_epochs=40, warmup_steps=1000,
         dt_min=0.001, dt_max=0.1),
@@ -51,14 +55,16 @@ TASKS = {
         lr=0.01, ssm_lr=0.001, weight_decay=0.05, batch_size=50, num_epochs=200, warmup_steps=1000,
         dt_min=0.001, dt_max=0.1),
     "pathfinder": dict(
-        yaml="s4-lra-pathfinder.yaml", data_task="pathfinder32", options={"as_float": True},
-        train_size=160000,
+        yaml="s4-lra-pathfinder.yaml", data_task="pathfinder32", train_size=160000,
+        options=dict(as_float=True, difficulty="curv_contour_length_14", num_train=160000, num_val=20000,
+                     num_test=20000),
         n_layers=6, d_model=256, norm="batch", prenorm=True, dropout=0.0, pooling="last",
         lr=0.004, ssm_lr=0.001, weight_decay=0.03, batch_size=64, num_epochs=200, warmup_steps=2500,
         dt_min=0.001, dt_max=0.1),
     "pathx": dict(
-        yaml="s4-lra-pathx.yaml", data_task="pathfinder128", options={"as_float": True},
-        train_size=160000,
+        yaml="s4-lra-pathx.yaml", data_task="pathfinder128", train_size=160000,
+        options=dict(as_float=True, difficulty="curv_contour_length_14", num_train=160000, num_val=20000,
+                     num_test=20000),
         n_layers=6, d_model=256, norm="batch", prenorm=True, dropout=0.0, pooling="mean",
         lr=0.001, ssm_lr=0.0005, weight_decay=0.05, batch_size=16, num_epochs=50, warmup_steps=50000,
         dt_min=0.0001, dt_max=0.1),
