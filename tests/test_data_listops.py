@@ -109,3 +109,32 @@ def test_official_layout_fixture_and_missing_files(tmp_path):
     assert listops.detokenize(task.train.inputs[1]) == "[SM 5 7 ]"
     with pytest.raises(FileNotFoundError, match=r"basic_train\.tsv[\s\S]*lra_release\.gz"):
         data.get_task("listops", data_dir=tmp_path / "empty")
+
+
+def test_loader_names_the_line_of_a_bad_symbol(tmp_path):
+    path = tmp_path / "basic_train.tsv"
+    path.write_text("Source\tTarget\n( ( [MAX 1 ) 7 ] )\t7\n\n( ( [MIX 1 ) 7 ] )\t7\n")
+    with pytest.raises(ValueError, match=r"basic_train\.tsv:4: unknown symbol"):
+        listops.read_tsv(path, 10)
+    path.write_text("Source\tTarget\n( ( [MAX 1 ) 7 ] )\t7\n( ( [MAXX 1 ) 7 ] )\t7\n")
+    with pytest.raises(ValueError, match=r"basic_train\.tsv:3: unknown symbol"):
+        listops.read_tsv(path, 10)
+    path.write_text("Source\tTarget\n( ( [MAX 1 ) 7 ] )\tseven\n")
+    with pytest.raises(ValueError, match=r"basic_train\.tsv:2: expected 'Source<TAB>Target'"):
+        listops.read_tsv(path, 10)
+    path.write_text("( ( [MAX 1 ) 7 ] )\t7\n")
+    with pytest.raises(ValueError, match="header row"):
+        listops.read_tsv(path, 10)
+
+
+def test_truncation_to_seq_len():
+    rows = listops.generate(num_examples=5, min_length=30, max_length=40, seed=0)
+    p = listops.write_tsv
+    import tempfile, pathlib
+    with tempfile.TemporaryDirectory() as d:
+        path = pathlib.Path(d) / "basic_test.tsv"
+        p(path, rows)
+        split = listops.read_tsv(path, 12)
+    assert split.inputs.shape == (5, 12) and (split.inputs > 0).all()
+    for (src, _), row in zip(rows, split.inputs):
+        np.testing.assert_array_equal(row, listops.tokenize(src)[:12])

@@ -38,14 +38,12 @@ SPLIT_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basi
 OFFICIAL_SOURCE = ("lra_release/listops-1000/ in "
                    "https://storage.googleapis.com/long-range-arena/lra_release.gz (Long Range Arena)")
 
-# One character per token for fast vectorized tokenization of whole files.
-_CHAR_OF = {"[MIN": "a", "[MAX": "b", "[MED": "c", "[SM": "d"}
-_LUT = np.full(256, 255, dtype=np.uint8)
+# Vectorized tokenizer: digits and "]" map through a byte table; each "[" takes the id
+# of the operator spelled by the letters after it (the letters are then dropped).
+_BYTE_ID = np.full(256, 255, dtype=np.uint8)
 for _d in range(10):
-    _LUT[ord(str(_d))] = TOKEN_ID[str(_d)]
-for _op, _ch in _CHAR_OF.items():
-    _LUT[ord(_ch)] = TOKEN_ID[_op]
-_LUT[ord(END)] = TOKEN_ID[END]
+    _BYTE_ID[ord(str(_d))] = TOKEN_ID[str(_d)]
+_BYTE_ID[ord(END)] = TOKEN_ID[END]
 
 
 # ----------------------------------------------------------------------------- generator
@@ -173,7 +171,8 @@ def generate_files(out_dir, *, num_train: int = 96000, num_val: int = 2000, num_
 
 def tokenize(source: str) -> np.ndarray:
     """Token ids (uint8 (length,)) of one Source string; parentheses are dropped."""
-    return _tokenize_compact(_compact(source), where="source")
+    ids, _ = _tokenize_many([source.encode()], where="source", linenos=[1])
+    return ids
 
 
 def detokenize(ids) -> str:
@@ -181,42 +180,84 @@ def detokenize(ids) -> str:
     return " ".join(VOCAB[int(i)] for i in np.asarray(ids) if int(i) != PAD_ID)
 
 
-def _compact(source: str) -> str:
-    for op, ch in _CHAR_OF.items():
-        source = source.replace(op, ch)
-    return source.replace("(", "").replace(")", "").replace(" ", "")
+def _tokenize_many(sources: list, *, where: str, linenos=None) -> tuple[np.ndarray, np.ndarray]:
+    """Tokenize many Source strings (bytes) at once: (ids uint8 (T,), source index int64 (T,)).
+
+    One vectorized pass over all sources joined by newlines. Raises ValueError naming
+    ``where`` and the line (``linenos[i]``, default i + 1) of the first source i with an
+    unknown symbol.
+    """
+    buf = b"\n".join(sources).translate(None, b"() ")
+    a = np.frombuffer(buf + b"\0\0\0", np.uint8)          # zeros: look-ahead past the end
+    body = a[: len(buf)]
+    newline = body == ord("\n")
+    line = np.cumsum(newline)
+    ids = _BYTE_ID[body]
+    opens = np.flatnonzero(body == ord("["))
+    c1, c2, c3 = (a[opens + k] for k in (1, 2, 3))
+    spelled = {"[MIN": (c1 == ord("M")) & (c2 == ord("I")) & (c3 == ord("N")),
+               "[MAX": (c1 == ord("M")) & (c2 == ord("A")) & (c3 == ord("X")),
+               "[MED": (c1 == ord("M")) & (c2 == ord("E")) & (c3 == ord("D")),
+               "[SM": (c1 == ord("S")) & (c2 == ord("M"))}
+    op_letters = np.zeros(len(opens), np.int64)
+    for op, hit in spelled.items():
+        ids[opens[hit]] = TOKEN_ID[op]
+        op_letters[hit] = len(op) - 1
+    letters = (body >= ord("A")) & (body <= ord("Z"))
+    is_token = ~letters & ~newline
+    n = len(sources)
+    bad = np.bincount(line[is_token & (ids == 255)], minlength=n) > 0
+    bad |= np.bincount(line[letters], minlength=n) != np.bincount(line[opens], weights=op_letters, minlength=n)
+    if bad.any():
+        i = int(np.argmax(bad))
+        lineno = linenos[i] if linenos is not None else i + 1
+        raise ValueError(f"ListOps {where}:{lineno}: unknown symbol in {sources[i][:120]!r}; "
+                         f"expected digits, {', '.join(OPERATORS)}, {END!r} and parentheses")
+    pos = np.flatnonzero(is_token)
+    return ids[pos], line[pos]
 
 
-def _tokenize_compact(compact: str, *, where: str) -> np.ndarray:
-    ids = _LUT[np.frombuffer(compact.encode("ascii", errors="replace"), dtype=np.uint8)]
-    if (ids == 255).any():
-        raise ValueError(f"ListOps {where}: unknown symbol in {compact!r}; expected digits, "
-                         f"{', '.join(OPERATORS)}, {END!r} and parentheses")
-    return ids
+def _pad_rows(ids: np.ndarray, rows: np.ndarray, n: int, seq_len: int) -> np.ndarray:
+    """Scatter tokens (T,) with row indices (T,) (sorted) into (n, seq_len), truncating, pad 0."""
+    lengths = np.bincount(rows, minlength=n)
+    offset = np.arange(len(ids)) - (np.cumsum(lengths) - lengths)[rows]
+    keep = offset < seq_len
+    out = np.full((n, seq_len), PAD_ID, np.uint8)
+    out[rows[keep], offset[keep]] = ids[keep]
+    return out
 
 
-def read_tsv(path, seq_len: int) -> core.Split:
+def read_tsv(path, seq_len: int, *, block: int = 4096) -> core.Split:
     """Load one LRA ListOps TSV (``Source<TAB>Target`` header) into a Split.
 
     inputs uint8 (n, seq_len) token ids (truncated / padded with 0), labels int32 (n,).
+    Tokenizes ``block`` lines at a time in one vectorized pass.
     """
     path = Path(path)
-    lines = path.read_text().splitlines()
-    if not lines or lines[0].split("\t")[:2] != ["Source", "Target"]:
-        raise ValueError(f"{path}: expected a header row 'Source<TAB>Target', got {lines[:1]!r}")
-    seqs, labels = [], []
+    lines = path.read_bytes().split(b"\n")
+    if lines[0].rstrip(b"\r").split(b"\t")[:2] != [b"Source", b"Target"]:
+        raise ValueError(f"{path}: expected a header row 'Source<TAB>Target', got {lines[0][:80]!r}")
+    sources, labels, linenos = [], [], []
     for lineno, line in enumerate(lines[1:], start=2):
+        line = line.rstrip(b"\r")
         if not line.strip():
             continue
-        fields = line.split("\t")
-        if len(fields) < 2:
-            raise ValueError(f"{path}:{lineno}: expected 'Source<TAB>Target', got {line[:80]!r}")
-        seqs.append(_tokenize_compact(_compact(fields[0]), where=f"{path}:{lineno}"))
+        fields = line.split(b"\t")
+        if len(fields) < 2 or not fields[1].strip().isdigit():
+            raise ValueError(f"{path}:{lineno}: expected 'Source<TAB>Target' with an integer Target, "
+                             f"got {line[:80]!r}")
+        sources.append(fields[0])
         labels.append(int(fields[1]))
+        linenos.append(lineno)
     labels = np.asarray(labels, dtype=np.int32)
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise ValueError(f"{path}: Target must be in 0..9, got values in {labels.min()}..{labels.max()}")
-    return core.Split(core.pad_tokens(seqs, seq_len, np.uint8, pad_id=PAD_ID), labels)
+    inputs = np.full((len(sources), seq_len), PAD_ID, np.uint8)
+    for start in range(0, len(sources), block):  # blocks bound the temporaries (LRA train: 640 MB)
+        stop = start + block
+        ids, rows = _tokenize_many(sources[start:stop], where=str(path), linenos=linenos[start:stop])
+        inputs[start:stop] = _pad_rows(ids, rows, len(sources[start:stop]), seq_len)
+    return core.Split(inputs, labels)
 
 
 def find_files(data_dir) -> Path:
