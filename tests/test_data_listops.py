@@ -127,14 +127,10 @@ def test_loader_names_the_line_of_a_bad_symbol(tmp_path):
         listops.read_tsv(path, 10)
 
 
-def test_truncation_to_seq_len():
+def test_truncation_to_seq_len(tmp_path):
     rows = listops.generate(num_examples=5, min_length=30, max_length=40, seed=0)
-    p = listops.write_tsv
-    import tempfile, pathlib
-    with tempfile.TemporaryDirectory() as d:
-        path = pathlib.Path(d) / "basic_test.tsv"
-        p(path, rows)
-        split = listops.read_tsv(path, 12)
+    listops.write_tsv(tmp_path / "basic_test.tsv", rows)
+    split = listops.read_tsv(tmp_path / "basic_test.tsv", 12)
     assert split.inputs.shape == (5, 12) and (split.inputs > 0).all()
     for (src, _), row in zip(rows, split.inputs):
         np.testing.assert_array_equal(row, listops.tokenize(src)[:12])
