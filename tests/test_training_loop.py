@@ -50,6 +50,9 @@ def test_workdir_contents_and_metrics_schema(straight):
         if r["split"] != "train":
             assert 0.0 < r["majority_baseline"] <= 1.0
     assert [r["step"] for r in rows if r["split"] == "eval"] == [6, 12]
+    train = [r for r in rows if r["split"] == "train"]
+    assert all(r["ssm_lr"] == pytest.approx(0.1 * r["lr"]) for r in train)  # tiny: lr 0.01, ssm_lr 0.001
+    assert train[0]["lr"] == pytest.approx(0.01) and train[-1]["lr"] < 0.001  # warmup done, cosine down
     with open(os.path.join(workdir, "summary.json")) as f:
         on_disk = json.load(f)
     assert on_disk == json.loads(json.dumps(summary))

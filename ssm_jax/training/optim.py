@@ -44,6 +44,12 @@ def make_schedule(peak_lr: float, warmup_steps: int, total_steps: int,
         decay_steps=total_steps, end_value=end_fraction * peak_lr)
 
 
+def group_schedules(cfg, total_steps: int) -> dict:
+    """The learning-rate schedule of each group: {"default": ..., "ssm": ...}."""
+    return {DEFAULT_GROUP: make_schedule(cfg.lr, cfg.warmup_steps, total_steps, cfg.end_lr_fraction),
+            SSM_GROUP: make_schedule(cfg.ssm_lr, cfg.warmup_steps, total_steps, cfg.end_lr_fraction)}
+
+
 def _adamw(schedule, weight_decay: float, cfg) -> optax.GradientTransformation:
     return optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=weight_decay)
 
@@ -62,11 +68,10 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
                          f"got {cfg.warmup_steps}")
     if cfg.grad_clip < 0:
         raise ValueError(f"optim.grad_clip must be >= 0 (0 disables clipping), got {cfg.grad_clip}")
+    schedules = group_schedules(cfg, total_steps)
     groups = {
-        DEFAULT_GROUP: _adamw(make_schedule(cfg.lr, cfg.warmup_steps, total_steps, cfg.end_lr_fraction),
-                              cfg.weight_decay, cfg),
-        SSM_GROUP: _adamw(make_schedule(cfg.ssm_lr, cfg.warmup_steps, total_steps, cfg.end_lr_fraction),
-                          cfg.ssm_weight_decay, cfg),
+        DEFAULT_GROUP: _adamw(schedules[DEFAULT_GROUP], cfg.weight_decay, cfg),
+        SSM_GROUP: _adamw(schedules[SSM_GROUP], cfg.ssm_weight_decay, cfg),
     }
     tx = _partition(groups, param_labels)
     if cfg.grad_clip > 0:

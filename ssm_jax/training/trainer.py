@@ -24,7 +24,7 @@ from ssm_jax import models
 from ssm_jax.training import metrics as metrics_lib
 from ssm_jax.training.checkpoint import Checkpointer
 from ssm_jax.training.imports import import_user_modules
-from ssm_jax.training.optim import make_optimizer
+from ssm_jax.training.optim import DEFAULT_GROUP, SSM_GROUP, group_schedules, make_optimizer
 from ssm_jax.training.progress import Progress
 from ssm_jax.training.sharding import check_batch_size, make_mesh, replicate, replicated, shard_batch
 from ssm_jax.training.steps import eval_step, init_train_state, merge_model, split_model, train_step
@@ -185,6 +185,7 @@ def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None)
     defs, params, rest = split_model(model)
     num_params = int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
     tx = make_optimizer(config.optim, num_steps)
+    schedules = group_schedules(config.optim, num_steps)
     state = replicate(init_train_state(params, rest, tx), mesh)
     logging.info("model %s with %d parameters; %d steps (%d per epoch) on %d device(s)",
                  config.model.layer, num_params, num_steps, steps_per_epoch, mesh.devices.size)
@@ -221,7 +222,9 @@ def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None)
             final = step == num_steps
             if step % config.log_every == 0 or final:
                 mean, window = mean_metrics(window), []
-                writer.write(step, "train", epoch=epoch, **mean)
+                lrs = {"lr": float(schedules[DEFAULT_GROUP](step - 1)),  # of this step's update
+                       "ssm_lr": float(schedules[SSM_GROUP](step - 1))}
+                writer.write(step, "train", epoch=epoch, **mean, **lrs)
                 record["last"].update(train_loss=mean["loss"], train_accuracy=mean["accuracy"])
                 progress.update(step, loss=mean["loss"], acc=mean["accuracy"])
             else:
