@@ -23,6 +23,7 @@ CASES = [
     ("s4d", dict(init="legs")),
     ("s4d", dict(init="random_real")),
     ("s4", dict(init="legs", l_max=7)),
+    ("s4", dict(init="fout", n_ssm=1)),
     ("dense", dict(init="legs")),
     ("dense", dict(init="random", discretization="zoh")),
     ("mamba", dict(d_conv=3, backend="xla")),
@@ -69,7 +70,7 @@ def test_sequence_mode_equals_step_mode(name, kwargs, shape):
     assert_close(jax.jit(lambda x: run_steps(layer, x))(x), y)
 
 
-@pytest.mark.parametrize("name,kwargs", [CASES[0], CASES[3], CASES[4], CASES[6]])
+@pytest.mark.parametrize("name,kwargs", [CASES[0], CASES[3], CASES[5], CASES[7]])
 def test_gradients_agree_between_modes(name, kwargs):
     batch, L, H, N = 2, 6, 3, 4
     if name == "s4":  # step's C = C~ (I - A_bar^L)^-1 is ill-conditioned in dt when dt L << 1 (float32)
@@ -84,6 +85,16 @@ def test_gradients_agree_between_modes(name, kwargs):
     for a, b in zip(leaves_seq, leaves_step):
         assert np.all(np.isfinite(a))
         assert_close(a, b, rtol=1e-3 if name == "s4" else 1e-4)
+
+
+def test_s4_n_ssm_ties_A_and_B_across_channels():
+    tied, free = (S4(6, d_state=4, n_ssm=n, rngs=nnx.Rngs(0)) for n in (2, None))
+    assert tied.B.shape == (2, 2, 2) and tied.P.shape == (1, 2, 2, 2) and free.B.shape == (6, 2, 2)
+    Lambda, P, B, _ = tied.continuous()
+    assert Lambda.shape == B.shape == (6, 2) and P.shape == (1, 6, 2)
+    np.testing.assert_array_equal(B[:3], jnp.broadcast_to(B[0], (3, 2)))        # channels 0-2 share copy 0
+    with pytest.raises(ValueError, match="n_ssm must be"):
+        S4(6, d_state=4, n_ssm=4, rngs=nnx.Rngs(0))
 
 
 def test_s4_shorter_input_truncates_the_l_max_kernel():
@@ -153,7 +164,7 @@ def test_mamba_init_follows_the_paper():
 # ---------------------------------------------------------------------------- transforms
 
 
-@pytest.mark.parametrize("name,kwargs", [CASES[0], CASES[3], CASES[6]])
+@pytest.mark.parametrize("name,kwargs", [CASES[0], CASES[3], CASES[7]])
 def test_jit_and_vmap(name, kwargs):
     layer = build(name, kwargs, 3, 4)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3))

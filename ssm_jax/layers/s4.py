@@ -42,27 +42,32 @@ class S4(ConvolutionalSSM):
     ``init``: a HiPPO measure ("legs", "legt", "lagt", "fout"; legt needs ``rank=2``).
     ``l_max``: the kernel length C~ refers to; inputs may be shorter (the kernel is
     truncated). None: the input's length (then ``step`` needs ``l_max`` set).
+    ``n_ssm``: number of independent (Lambda, P, B) copies, each shared by d_model / n_ssm
+    consecutive channels (S4's ``n_ssm``; 1 ties A and B across channels, saving
+    parameters). None: one per channel. C, dt and D are always per channel.
     """
 
     def __init__(self, d_model: int, *, d_state: int = 64, init: str = "legs", rank: int = 1,
                  bidirectional: bool = False, dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 l_max=None, trainable_A: bool = True, rngs: nnx.Rngs):
+                 l_max=None, n_ssm=None, trainable_A: bool = True, rngs: nnx.Rngs):
         _checks.check_choice(init, "init", MEASURES)
         if not isinstance(d_state, int) or d_state < 2 or d_state % 2:
             raise ValueError(f"d_state must be an even int >= 2 (conjugate pairs), got {d_state!r}")
         if l_max is not None and (not isinstance(l_max, int) or l_max < 1):
             raise ValueError(f"l_max must be None or a positive int, got {l_max!r}")
+        n_ssm = d_model if n_ssm is None else n_ssm
+        if not isinstance(n_ssm, int) or n_ssm < 1 or d_model % n_ssm:
+            raise ValueError(f"n_ssm must be None or a positive int dividing d_model={d_model}, got {n_ssm!r}")
         H, N2 = d_model, d_state // 2
         self.d_model, self.d_state, self.l_max = d_model, d_state, l_max
         self.bidirectional = bool(bidirectional)
         Lambda, P, B = (jnp.asarray(x, jnp.complex64) for x in dplr(init, d_state, rank))
-        Lambda = jnp.broadcast_to(Lambda, (H, N2))
-        frozen = not trainable_A
-        self.log_A_real = ssm_variable(jnp.log(-Lambda.real), trainable=not frozen)
-        self.A_imag = ssm_variable(Lambda.imag, trainable=not frozen)
-        self.P = ssm_variable(as_real_pair(jnp.broadcast_to(P[:, None, :], (P.shape[0], H, N2))),
-                              trainable=not frozen)
-        self.B = SSMParam(as_real_pair(jnp.broadcast_to(B, (H, N2))))
+        Lambda = jnp.broadcast_to(Lambda, (n_ssm, N2))
+        self.log_A_real = ssm_variable(jnp.log(-Lambda.real), trainable=trainable_A)
+        self.A_imag = ssm_variable(Lambda.imag, trainable=trainable_A)
+        self.P = ssm_variable(as_real_pair(jnp.broadcast_to(P[:, None, :], (P.shape[0], n_ssm, N2))),
+                              trainable=trainable_A)
+        self.B = SSMParam(as_real_pair(jnp.broadcast_to(B, (n_ssm, N2))))
         self.C = SSMParam(jax.random.normal(rngs.params(), (H, N2, 2), jnp.float32) * 0.5 ** 0.5)
         self.C_bwd = (SSMParam(jax.random.normal(rngs.params(), (H, N2, 2), jnp.float32) * 0.5 ** 0.5)
                       if bidirectional else None)
@@ -70,9 +75,13 @@ class S4(ConvolutionalSSM):
         self.D = SSMParam(jax.random.normal(rngs.params(), (H,), jnp.float32))
 
     def continuous(self):
-        """(Lambda (H, N2), P (rank, H, N2), B (H, N2), dt (H,)) of the continuous system."""
+        """(Lambda (H, N2), P (rank, H, N2), B (H, N2), dt (H,)) of the continuous system
+        (the n_ssm copies of Lambda, P, B repeated over their channels)."""
+        repeats = self.d_model // self.B.shape[0]
         Lambda = jax.lax.complex(-jnp.exp(self.log_A_real[...]), self.A_imag[...])
-        return Lambda, as_complex(self.P[...]), as_complex(self.B[...]), jnp.exp(self.log_dt[...])
+        Lambda, B = (jnp.repeat(x, repeats, axis=0) for x in (Lambda, as_complex(self.B[...])))
+        P = jnp.repeat(as_complex(self.P[...]), repeats, axis=1)
+        return Lambda, P, B, jnp.exp(self.log_dt[...])
 
     def kernel(self, L: int, backward: bool = False):
         """The convolution kernel (L, H), from C~ (or C~_bwd) at length l_max (or L)."""
