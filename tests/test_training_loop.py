@@ -79,11 +79,16 @@ def test_resume_after_kill_matches_straight_run(straight, tmp_path):
     assert rows == [(r["step"], r["split"]) for r in read_metrics(straight[0])]
 
 
-def test_same_seed_same_result(straight, tmp_path):
+def test_same_seed_same_result_also_in_time_slices(straight, tmp_path):
     _, summary_a, params_a = straight
-    summary, model = train_and_evaluate(tiny_config(), str(tmp_path / "again"))
+    workdir = str(tmp_path / "again")
+    part, _ = train_and_evaluate(tiny_config(max_train_time_s=1e-9), workdir)  # stops after one step
+    assert part["steps"] == 1 and not part["finished"]
+    rows = read_metrics(workdir)
+    assert {r["split"] for r in rows if r["step"] == 1} == {"train", "eval", "test"}
+    summary, model = train_and_evaluate(tiny_config(), workdir)  # same seed, resumed at step 1
     assert_same_params(params_a, params_of(model), atol=0)
-    assert summary["final"] == summary_a["final"]
+    assert summary["final"] == summary_a["final"] and summary["finished"]
 
 
 def test_bad_config_errors_name_the_field(tmp_path):

@@ -41,6 +41,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 64
     c.num_epochs = 10
     c.num_steps = -1                 # > 0 overrides num_epochs
+    c.max_train_time_s = 0.0         # > 0: stop (evaluated, checkpointed) after this long; rerun resumes
     c.eval_every = 500               # steps between evaluations (and at the end)
     c.checkpoint_every = 500         # steps between checkpoints (and at the end)
     c.keep_checkpoints = 2

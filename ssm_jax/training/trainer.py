@@ -101,6 +101,7 @@ def _summary(record: dict, task_info: dict, num_steps: int, num_params: int, n_d
         "majority_baseline": dict(task_info.get("majority_baseline", {})),
         "final": record["last"],
         "steps": record["step"],
+        "finished": record["step"] == num_steps,
         "num_steps": num_steps,
         "num_params": num_params,
         "num_devices": n_devices,
@@ -167,8 +168,10 @@ def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None)
 
     Returns ``(summary, model)``: the summary dict (also in ``workdir/summary.json``:
     best eval accuracy, its step and the test accuracy there, the final metrics) and the
-    trained model (an ``nnx.Module`` in eval mode). ``stop_at_step`` stops early without a
-    final checkpoint, as a killed run would (for tests and time-sliced jobs).
+    trained model (an ``nnx.Module`` in eval mode). ``config.max_train_time_s`` (> 0) stops
+    gracefully after that many seconds of this session (evaluating and checkpointing the
+    last step; ``summary["finished"]`` is False), so a long run can be done in slices.
+    ``stop_at_step`` stops without evaluating or checkpointing, as a killed run would.
     """
     check_config(config)
     import_user_modules(config.get("import_modules"))
@@ -206,21 +209,25 @@ def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None)
     writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
     evaluator = Evaluator(eval_fn, task, config.eval_batch_size, mesh, writer)
     progress = Progress(record["step"], num_steps, log_every=config.log_every, bar=config.progress_bar)
-    run_start = time.perf_counter() - record["elapsed_s"]
-    step = record["step"]
+    session_start = time.perf_counter()
+    run_start = session_start - record["elapsed_s"]
+    time_limit = config.get("max_train_time_s", 0)
+    step, out_of_time = record["step"], False
     last_step = num_steps if stop_at_step is None else min(num_steps, stop_at_step)
     batches = train_batches(task.splits["train"], config.batch_size, seed=config.seed, start_step=step,
                             steps_per_epoch=steps_per_epoch)
     window = []
     try:
-        while step < last_step:
+        while step < last_step and not out_of_time:
             epoch, inputs, labels = next(batches)
             state, m = train_fn(state, shard_batch(host_batch(inputs, labels), mesh))
             window.append(m)
             step += 1
             record.update(step=step, epoch=step // steps_per_epoch, batch_index=step % steps_per_epoch)
             final = step == num_steps
-            if step % config.log_every == 0 or final:
+            out_of_time = 0 < time_limit < time.perf_counter() - session_start
+            stop = final or out_of_time  # a graceful stop: log, evaluate and checkpoint this step
+            if step % config.log_every == 0 or stop:
                 mean, window = mean_metrics(window), []
                 lrs = {"lr": float(schedules[DEFAULT_GROUP](step - 1)),  # of this step's update
                        "ssm_lr": float(schedules[SSM_GROUP](step - 1))}
@@ -229,17 +236,20 @@ def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None)
                 progress.update(step, loss=mean["loss"], acc=mean["accuracy"])
             else:
                 progress.update(step)
-            if step % config.eval_every == 0 or final:
-                evaluator(state, step, record, final)
+            if step % config.eval_every == 0 or stop:
+                evaluator(state, step, record, stop)
             record["elapsed_s"] = time.perf_counter() - run_start
-            ckpt.save(step, state, record, force=final)
+            ckpt.save(step, state, record, force=stop)
     finally:
         progress.close()
         writer.close()
         ckpt.close()
 
     summary = _summary(record, dict(task.info, name=task.name), num_steps, num_params, mesh.devices.size)
-    if step == num_steps:
+    if out_of_time:
+        logging.info("stopped after max_train_time_s=%s s at step %d of %d; run again to continue",
+                     time_limit, step, num_steps)
+    if step == num_steps or out_of_time:
         with open(os.path.join(workdir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
         metrics_lib.plot_curves(workdir)
