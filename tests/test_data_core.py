@@ -106,3 +106,7 @@ def test_delayed_sum_key_position_respects_min_delay():
     assert key_pos.max() <= 50 - 1 - 20 and key_pos.min() == 0
     with pytest.raises(ValueError, match="min_delay"):
         data.get_task("delayed_sum", seq_len=50, min_delay=50)
+
+
+def test_split_repr_shows_shapes_not_data():
+    assert repr(_split(4, 2)) == "Split(inputs=int32(4, 2), labels=int32(4,))"

@@ -45,6 +45,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def __repr__(self) -> str:
+        return (f"Split(inputs={self.inputs.dtype}{tuple(self.inputs.shape)}, "
+                f"labels={self.labels.dtype}{tuple(self.labels.shape)})")
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
