@@ -243,3 +243,22 @@ def test_init_A_every_name(name):
 def test_init_A_bad_name():
     with pytest.raises(ValueError, match="name must be one of"):
         hippo.init_A("hippo", 8)
+
+
+def test_half_eigvecs_keeps_pairs_close_to_the_real_axis():
+    """A pair with |Im| = 0.1 next to one with |Im| = 1e6 (LegS at N = 1024 has 0.18 next to
+    3e5) is a genuine pair, not a real eigenvalue; a zero pair (as in fout) is rebuilt so
+    that V = [V_h, conj V_h] stays unitary."""
+    rot = lambda w: np.array([[0.0, w], [-w, 0.0]])
+    freqs = [0.1, 1e6, 0.0, 3.0]
+    S = np.zeros((8, 8))
+    for i, w in enumerate(freqs):
+        S[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = rot(w)
+    Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 8)))
+    AP = Q @ S @ Q.T - 0.5 * np.eye(8)
+    Lam, V_h = hippo._half_eigvecs(AP)
+    np.testing.assert_allclose(np.sort(np.abs(Lam.imag)), sorted(freqs), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(Lam.real, -0.5, atol=1e-9)
+    V = np.concatenate([V_h, V_h.conj()], axis=1)
+    np.testing.assert_allclose(V.conj().T @ V, np.eye(8), atol=1e-9)
+    np.testing.assert_allclose(2 * ((V_h * Lam) @ V_h.conj().T).real, AP, atol=1e-8 * np.abs(AP).max())
