@@ -114,12 +114,20 @@ def _finish(K, conj_pairs: bool):
 
 
 def _powers(A_bar, L):
-    """A_bar^k for k = 0..L-1, stacked on a leading axis: (L,) + A_bar.shape."""
-    ones = jnp.ones((1,) + A_bar.shape, A_bar.dtype)
-    if L == 1:
-        return ones
-    rest = jnp.cumprod(jnp.broadcast_to(A_bar, (L - 1,) + A_bar.shape), axis=0)
-    return jnp.concatenate([ones, rest], axis=0)
+    """A_bar^k for k = 0..L-1, stacked on a leading axis: (L,) + A_bar.shape.
+
+    By doubling, X_{2m} = [X_m, A_bar^m X_m] (log2 L parallel steps): each power adds
+    at most ceil(log2 L) roundings, where a running product adds k. The rounding of A_bar
+    itself still grows as k * eps in A_bar^k; for A_bar = exp(dt A) with small dt,
+    :func:`kernel_s4d` (which exponentiates k dt A directly) is more accurate.
+    """
+    X = jnp.ones((1,) + A_bar.shape, A_bar.dtype)
+    apow = A_bar
+    while X.shape[0] < L:
+        X = jnp.concatenate([X, X * apow[None]], axis=0)
+        if X.shape[0] < L:
+            apow = apow * apow
+    return X[:L]
 
 
 @functools.partial(jax.jit, static_argnames=("L", "conj_pairs"))
