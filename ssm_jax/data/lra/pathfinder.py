@@ -8,9 +8,11 @@ contour; label 0: one marker on an end of each long contour. The difficulty leve
 LRA's: "curv_baseline" (contour length 6), "curv_contour_length_9" (9) and
 "curv_contour_length_14" (14, the level LRA and S4 report).
 
-The drawing never looks at the label, and the second long contour starts exactly as far
-from the first marker as the first contour's other end, so the distance between the
-markers says nothing about the label (without that, a distance threshold alone scored
+The drawing never looks at the label, and the second long contour is placed so that
+one of its ends is (as nearly as the free space allows) as far from the first marker as
+the first contour's other end; the label only decides which of the two gets the second
+marker. So the distance between the markers says little about the label: from it alone
+a held-out classifier scores 50-55% (without this control, a distance threshold scored
 77% on 32x32 baseline images). Large sets are generated in chunks, in parallel worker
 processes (`generate_folder`).
 
@@ -175,9 +177,10 @@ def _main_contours(rng, n, num_paddles, style, resolution, min_sep, *, shapes=16
     the circle around A[0] through A[-1], and at ``tries`` random places; of those inside
     the image and clear of A, the one whose nearer end is closest to that circle is kept
     (with that end first). Images where nothing works are redrawn. So |B[0] - A[0]| is
-    (nearly always exactly) |A[-1] - A[0]|: positives mark A[0] and A[-1], negatives A[0]
-    and B[0], and the marker distance tells (almost) nothing about the label. The
-    procedure does not look at the label.
+    close to |A[-1] - A[0]| (exactly in 97% of 32x32 baseline images; at contour length
+    14 the median difference is about 3 px): positives mark A[0] and A[-1], negatives
+    A[0] and B[0], and the marker distance tells little about the label. The procedure
+    does not look at the label.
     """
     margin = style.marker_radius + 1.0
     verts = np.zeros((n, 2, num_paddles + 1, 2))
@@ -252,7 +255,7 @@ def generate_images(n: int, *, resolution: int = 32, contour_length: int = 14, s
     keep = valid & (np.cumsum(valid, axis=1) <= num_dist)
 
     # Positives: both ends of A. Negatives: A's first end and B's first end, which
-    # _main_contours put exactly as far apart as A's two ends, so marker distance is no cue.
+    # _main_contours put about as far apart as A's two ends, so marker distance is no cue.
     markers = np.stack([main[:, 0, 0], np.where(labels[:, None] == 1, main[:, 0, -1], main[:, 1, 0])], axis=1)
 
     canvas = np.zeros((n, resolution, resolution), np.float32)
