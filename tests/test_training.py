@@ -104,9 +104,11 @@ def test_grad_clip_bounds_update():
 
 
 def test_train_step_deterministic_with_dropout():
+    defs, tx, _ = tiny_state(dropout=0.5)
+    fn = jax.jit(functools.partial(steps.train_step, defs, tx))
+
     def run():
-        defs, tx, state = tiny_state(dropout=0.5)
-        fn = jax.jit(functools.partial(steps.train_step, defs, tx))
+        state = tiny_state(dropout=0.5)[2]
         losses = []
         for i in range(3):
             state, m = fn(state, tiny_batch(i))
