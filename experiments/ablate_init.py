@@ -20,20 +20,33 @@ A), ``curves.png`` (eval accuracy, mean over seeds with a one-std band) and
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-import json
 import os
-import time
 
-from absl import app, flags, logging
-from flax import nnx
-from ml_collections import config_flags
+# Workaround, seen with jaxlib 0.10.2 on the CPU: a model of two or more DenseSSM layers
+# deadlocks in its first train step under XLA:CPU's concurrency-optimized scheduler (the
+# layers' independent A_bar solves run concurrently and never finish). Set before jax
+# starts its backend, only when this file is the program and only for the jaxlib 0.10
+# series (XLA aborts on flags it does not know, and later versions were not checked).
+CPU_XLA_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if __name__ == "__main__" and "xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
+    from importlib import metadata  # the version without importing jaxlib (that would be too late)
 
-from experiments import ablation_report as report
-from ssm_jax import data as data_lib
-from ssm_jax import models
-from ssm_jax.training import progress, read_metrics, train_and_evaluate
+    if metadata.version("jaxlib").startswith("0.10."):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + CPU_XLA_FLAG).strip()
+
+import copy  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from flax import nnx  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from experiments import ablation_report as report  # noqa: E402
+from ssm_jax import data as data_lib  # noqa: E402
+from ssm_jax import models  # noqa: E402
+from ssm_jax.training import progress, read_metrics, train_and_evaluate  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

@@ -184,9 +184,13 @@ def _pyplot():
 
 
 def eval_curve(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, accuracies) of the "eval" rows of one run's ``metrics.jsonl`` rows."""
-    ev = [r for r in rows if r["split"] == "eval"]
-    return np.array([r["step"] for r in ev]), np.array([r["accuracy"] for r in ev])
+    """(steps, accuracies) of the "eval" rows of one run's ``metrics.jsonl`` rows.
+
+    A step logged twice (a run restarted before its first checkpoint) keeps its last row.
+    """
+    by_step = {r["step"]: r["accuracy"] for r in rows if r["split"] == "eval"}
+    steps = np.array(sorted(by_step), dtype=int)
+    return steps, np.array([by_step[s] for s in steps], dtype=float)
 
 
 def mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]):

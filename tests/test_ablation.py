@@ -3,11 +3,13 @@ import csv
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
 
 from configs.ablations import init as init_config
+from configs.ablations import scifar as scifar_config
 from experiments import ablate_init, ablation_report
 from ssm_jax.layers.dense import DenseSSM
 from ssm_jax.layers.diagonal import S4D
@@ -128,3 +130,22 @@ def test_aggregate_mean_and_std_over_seeds():
     assert row["seeds"] == 2
     assert row["best_eval_mean"] == pytest.approx(0.6) and row["best_eval_std"] == pytest.approx(0.1)
     assert row["final_eval_mean"] == pytest.approx(0.5)
+
+
+def test_scifar_config_errors_clearly_without_cifar_files(tmp_path):
+    config = scifar_config.get_config()
+    config.train.data.data_dir = str(tmp_path / "no_cifar_here")
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        ablate_init.run_grid(config, str(tmp_path / "grid"))
+    assert os.listdir(tmp_path / "grid") == []          # nothing trained
+
+
+def test_scifar_cells_have_at_most_100k_parameters():
+    """The S4 paper's ablation constrains every model to at most 100K trainable parameters."""
+    config = scifar_config.get_config()
+    info = {"num_classes": 10, "vocab_size": None, "input_dim": 1, "seq_len": 1024, "dual": False,
+            "task": "classification"}
+    for init in config.inits:
+        model = ablate_init.initial_model(ablate_init.cell_config(config, init, "trained", 0), info)
+        count = sum(np.size(x) for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+        assert count <= 100_000, (init, count)
