@@ -142,7 +142,7 @@ def floor_ms(length, dtype, mode, bandwidth, exp_rate, batch=None):
     return 1e3 * max(nbytes / bandwidth, exps / exp_rate), nbytes
 
 
-def check(lengths, out_dir, anchor):
+def check(lengths, out_dir, anchor, grads=True):
     """Values (fwd, fwd+z) and gradients of ours against the sequential reference."""
     for name, dtype in DTYPES.items():
         for length in lengths:
@@ -159,7 +159,7 @@ def check(lengths, out_dir, anchor):
                         np.asarray(a_out.float().transpose(1, 2).cpu())), ref)
                 record(out_dir, **row)
                 print(row, flush=True)
-            if length <= 4096:
+            if length <= 4096 and grads:
                 args = inputs(length, dtype, seed=length + 7)
                 present = tuple(i for i, a in enumerate(args) if a is not None)
                 dout = jax.random.normal(jax.random.PRNGKey(1), args[0].shape).astype(dtype)
@@ -249,14 +249,14 @@ def memory(lengths, out_dir):
         print(row, flush=True)
 
 
-def tokens(out_dir, anchor, reps, inner):
-    """Batch 1, L = 2^12 .. 2^20: time per token of forward and backward (bf16)."""
+def tokens(out_dir, anchor, reps, inner, modes):
+    """Batch 1, L = 2^12 .. 2^20: time per token of forward (and backward) (bf16)."""
     for log_l in range(12, 21, 2):
         length = 1 << log_l
         args = inputs(length, jnp.bfloat16, batch=1, seed=log_l)
         row = dict(section="tokens", L=length, batch=1)
-        row["ours_fwd_ms"] = 1e3 * time_impl("ours", "fwd", args, None, reps, inner)
-        row["ours_bwd_ms"] = 1e3 * time_impl("ours", "bwd", args, None, reps, inner)
+        for mode in modes:
+            row[f"ours_{mode}_ms"] = 1e3 * time_impl("ours", mode, args, None, reps, inner)
         if anchor is not None:
             row["anchor_fwd_ms"] = 1e3 * time_impl("anchor", "fwd", args, anchor, reps, inner)
             row["anchor_bwd_ms"] = 1e3 * time_impl("anchor", "bwd", args, anchor, reps, inner)
@@ -314,10 +314,14 @@ def main():
     p.add_argument("--reps", type=int, default=25)
     p.add_argument("--inner", type=int, default=5)
     p.add_argument("--sweep-length", type=int, default=4096)
+    p.add_argument("--dtypes", default="bf16,f32")
+    p.add_argument("--token-modes", default="fwd,bwd")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dim", type=int, default=1536)
     a = p.parse_args()
     globals().update(BATCH=a.batch, DIM=a.dim)
+    for name in set(DTYPES) - set(a.dtypes.split(",")):
+        del DTYPES[name]
     sections = a.sections.split(",")
     lengths = [int(x) for x in a.lengths.split(",")]
     commit = os.environ.get("BENCH_COMMIT") or _git_commit()
@@ -347,7 +351,7 @@ def main():
     if "memory" in sections:
         memory(lengths, a.out)
     if "tokens" in sections:
-        tokens(a.out, anchor, a.reps, a.inner)
+        tokens(a.out, anchor, min(a.reps, 10), 1, a.token_modes.split(","))
     print_table()
 
 

@@ -64,8 +64,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU: block_d = min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32
-    state of at most 1024 values), T = 16 steps a chunk (8 above N = 64, to bound the
-    registers the backward spends on the T recomputed states).
+    state of at most 1024 values), T = 8 steps a chunk (4 above N = 64, to bound the
+    registers the backward spends on the T recomputed states), 2 warps (4 from 1024 state
+    values); see benchmarks/NOTES.md for the sweep behind these.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -78,9 +79,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
             raise ValueError(f"time_block={time_block} must be a multiple of chunk={chunk}")
     else:
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
-        chunk = chunk or (16 if n_pad <= 64 else 8)
+        chunk = chunk or (8 if n_pad <= 64 else 4)
         time_block = _round_up(length, chunk)
-    num_warps = num_warps or (4 if n_pad * block_d >= 512 else (2 if n_pad * block_d >= 128 else 1))
+    num_warps = num_warps or (4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1))
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
                   _round_up(width, block_d), num_warps)
 

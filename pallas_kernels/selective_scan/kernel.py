@@ -69,13 +69,24 @@ def _sigmoid(x):
     return 1.0 / (1.0 + jnp.exp(-x))
 
 
-def _step_delta(delta_ref, bias, t, limit, cfg):
-    """delta_t (bd,) float32 after bias and softplus, and 0 at t >= limit (past the true L)."""
-    raw = delta_ref[t, :].astype(jnp.float32)
+def _step_delta(raw, bias, t, limit, cfg):
+    """delta_t (bd,) float32 from a loaded row: bias, softplus, and 0 at t >= limit (past L).
+
+    Returns (delta_t, the pre-softplus value)."""
+    raw = raw.astype(jnp.float32)
     if cfg.has_bias:
         raw = raw + bias
     d = _softplus(raw) if cfg.softplus else raw
     return jnp.where(t < limit, d, 0.0), raw
+
+
+def _load_chunk(ins, names, c, T):
+    """{name: [row t for the T steps of chunk c]}, as stored (no cast).
+
+    All loads of a chunk are issued together, ahead of any store: the compiler cannot move a
+    load across a store to another output (it cannot prove they do not alias), so loads
+    interleaved with stores would each wait a full memory latency."""
+    return {name: [ins[name][c * T + i, :] for i in range(T)] for name in names}
 
 
 def _time_offset(cfg):
@@ -135,27 +146,36 @@ def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
     Dskip = ins["D"][0, :].astype(jnp.float32) if cfg.has_D else None
     bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
 
-    def chunk_body(c, h):
+    T, n_chunks = cfg.chunk, cfg.chunks_per_block
+    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z
+
+    def chunk_body(c, carry):
+        h, rows = carry
+        # Prefetch the next chunk's rows (the last chunk reloads itself) before any store.
+        nxt = _load_chunk(ins, fields, jnp.minimum(c + 1, n_chunks - 1), T)
         if save_states:
             states_ref[c] = h
-        for i in range(cfg.chunk):
-            t = c * cfg.chunk + i
-            d, _ = _step_delta(ins["delta"], bias, t, limit, cfg)
-            u = ins["u"][t, :].astype(jnp.float32)
-            B_t = ins["B"][t, :].astype(jnp.float32)
-            C_t = ins["C"][t, :].astype(jnp.float32)
+        ys = []
+        for i in range(T):
+            t = c * T + i
+            d, _ = _step_delta(rows["delta"][i], bias, t, limit, cfg)
+            u = rows["u"][i].astype(jnp.float32)
+            B_t = rows["B"][i].astype(jnp.float32)
+            C_t = rows["C"][i].astype(jnp.float32)
             h = jnp.exp2(_row(d) * A2) * h + _column(B_t) * _row(d * u)
             y = jnp.sum(h * _column(C_t), axis=0)
             if cfg.has_D:
                 y = y + Dskip * u
             if cfg.has_z:
-                zt = ins["z"][t, :].astype(jnp.float32)
+                zt = rows["z"][i].astype(jnp.float32)
                 y = y * zt * _sigmoid(zt)
-            out_ref[t, :] = y.astype(out_ref.dtype)
-        return h
+            ys.append(y)
+        for i, y in enumerate(ys):
+            out_ref[c * T + i, :] = y.astype(out_ref.dtype)
+        return h, nxt
 
     h0 = _initial_state(scratch, A2.shape, cfg)  # top level: reads program_id
-    h = jax.lax.fori_loop(0, cfg.chunks_per_block, chunk_body, h0)
+    h, _ = jax.lax.fori_loop(0, n_chunks, chunk_body, (h0, _load_chunk(ins, fields, 0, T)))
     if cfg.carry:
         scratch[...] = h
     last_ref[...] = h
@@ -186,6 +206,7 @@ def bwd_kernel(*refs, cfg: ScanConfig):
     dz_ref = outs.pop(0) if cfg.has_z else None
     dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref = outs[:5]
     scratch = outs[5:]
+    out_refs = {"du": du_ref, "ddelta": ddelta_ref, "dz": dz_ref, "dB": dB_ref, "dC": dC_ref}
 
     A = ins["A"][...].astype(jnp.float32)
     A2 = A * LOG2E
@@ -194,41 +215,49 @@ def bwd_kernel(*refs, cfg: ScanConfig):
     bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
     T = cfg.chunk
 
-    def load_step(t):
-        d, raw = _step_delta(ins["delta"], bias, t, limit, cfg)
-        u = ins["u"][t, :].astype(jnp.float32)
-        B_t = ins["B"][t, :].astype(jnp.float32)
-        return d, raw, u, B_t
+    n_chunks = cfg.chunks_per_block
+    fields = ("u", "delta", "B", "C", "dout") + ("z",) * cfg.has_z
+
+    def load(c):
+        rows = _load_chunk(ins, fields, c, T)
+        rows["start"] = ins["states"][c]
+        return rows
 
     def chunk_body(k, carry):
-        g, dA, dD, dbias = carry
-        c = cfg.chunks_per_block - 1 - k
+        g, dA, dD, dbias, rows = carry
+        c = n_chunks - 1 - k
+        # Prefetch the previous chunk's rows (chunk 0 reloads itself) before any store.
+        nxt = load(jnp.maximum(c - 1, 0))
         # Recompute the T states of this chunk forward; H[i] is the state before step i.
-        H = [ins["states"][c]]
+        H = [rows["start"]]
         steps = []
         for i in range(T):
-            d, raw, u, B_t = load_step(c * T + i)
+            d, raw = _step_delta(rows["delta"][i], bias, c * T + i, limit, cfg)
+            u = rows["u"][i].astype(jnp.float32)
+            B_t = rows["B"][i].astype(jnp.float32)
             steps.append((d, raw, u, B_t))
             H.append(jnp.exp2(_row(d) * A2) * H[-1] + _column(B_t) * _row(d * u))
-        # Walk the chunk backwards.
+        # Walk the chunk backwards; the rows to store are collected and stored last.
+        stores = []
         for i in reversed(range(T)):
             t = c * T + i
             d, raw, u, B_t = steps[i]
-            C_t = ins["C"][t, :].astype(jnp.float32)
-            dout = ins["dout"][t, :].astype(jnp.float32)
+            C_t = rows["C"][i].astype(jnp.float32)
+            dout = rows["dout"][i].astype(jnp.float32)
+            row = {}
             if cfg.has_z:
-                zt = ins["z"][t, :].astype(jnp.float32)
+                zt = rows["z"][i].astype(jnp.float32)
                 sz = _sigmoid(zt)
                 dy = dout * zt * sz
                 y = jnp.sum(H[i + 1] * _column(C_t), axis=0)
                 if cfg.has_D:
                     y = y + Dskip * u
-                dz_ref[t, :] = (dout * y * sz * (1.0 + zt * (1.0 - sz))).astype(dz_ref.dtype)
+                row["dz"] = dout * y * sz * (1.0 + zt * (1.0 - sz))
             else:
                 dy = dout
             g = g + _column(C_t) * _row(dy)
-            dC_ref[t, :] = jnp.sum(H[i + 1] * _row(dy), axis=1)
-            dB_ref[t, :] = jnp.sum(g * _row(d * u), axis=1)
+            row["dC"] = jnp.sum(H[i + 1] * _row(dy), axis=1)
+            row["dB"] = jnp.sum(g * _row(d * u), axis=1)
             gB = jnp.sum(g * _column(B_t), axis=0)
             a = jnp.exp2(_row(d) * A2)
             gah = g * a * H[i]
@@ -242,11 +271,15 @@ def bwd_kernel(*refs, cfg: ScanConfig):
             ddelta = jnp.where(t < limit, ddelta, 0.0)
             if cfg.has_bias:
                 dbias = dbias + ddelta
-            du_ref[t, :] = du.astype(du_ref.dtype)
-            ddelta_ref[t, :] = ddelta.astype(ddelta_ref.dtype)
+            row["du"], row["ddelta"] = du, ddelta
+            stores.append((t, row))
             dA = dA + gah * _row(d)
             g = g * a
-        return g, dA, dD, dbias
+        for t, row in stores:
+            for name, value in row.items():
+                ref = out_refs[name]
+                ref[t, :] = value.astype(ref.dtype)
+        return g, dA, dD, dbias, nxt
 
     zeros_v = jnp.zeros(A.shape[1:], jnp.float32)
     init = (ins["dlast"][...].astype(jnp.float32), jnp.zeros(A.shape, jnp.float32),
@@ -255,7 +288,7 @@ def bwd_kernel(*refs, cfg: ScanConfig):
         first = pl.program_id(2) == 0
         init = tuple(jnp.where(first, x0, s[...].reshape(x0.shape))
                      for x0, s in zip(init, scratch))
-    carry = jax.lax.fori_loop(0, cfg.chunks_per_block, chunk_body, init)
+    carry = jax.lax.fori_loop(0, n_chunks, chunk_body, init + (load(n_chunks - 1),))[:4]
     if cfg.carry:
         for s, x in zip(scratch, carry):
             s[...] = x.reshape(s.shape)
