@@ -87,14 +87,18 @@ def test_gradients_agree_between_modes(name, kwargs):
         assert_close(a, b, rtol=1e-3 if name == "s4" else 1e-4)
 
 
-def test_s4_n_ssm_ties_A_and_B_across_channels():
+def test_n_ssm_ties_A_and_B_across_channels():
     tied, free = (S4(6, d_state=4, n_ssm=n, rngs=nnx.Rngs(0)) for n in (2, None))
     assert tied.B.shape == (2, 2, 2) and tied.P.shape == (1, 2, 2, 2) and free.B.shape == (6, 2, 2)
     Lambda, P, B, _ = tied.continuous()
     assert Lambda.shape == B.shape == (6, 2) and P.shape == (1, 6, 2)
     np.testing.assert_array_equal(B[:3], jnp.broadcast_to(B[0], (3, 2)))        # channels 0-2 share copy 0
-    with pytest.raises(ValueError, match="n_ssm must be"):
-        S4(6, d_state=4, n_ssm=4, rngs=nnx.Rngs(0))
+    s4d = S4D(6, d_state=4, rngs=nnx.Rngs(0))                                    # default n_ssm=1
+    assert s4d.ssm["log_A_real"].shape == (1, 2) and s4d.ssm["B"].shape == (1, 2, 2)
+    assert s4d.ssm["C"].shape == (6, 2, 2) and s4d.continuous()[0].shape == (6, 2)
+    for layer in (S4, S4D):
+        with pytest.raises(ValueError, match="n_ssm must be"):
+            layer(6, d_state=4, n_ssm=4, rngs=nnx.Rngs(0))
 
 
 def test_s4_shorter_input_truncates_the_l_max_kernel():

@@ -26,6 +26,8 @@ __all__ = [
     "log_uniform_dt",
     "inverse_softplus",
     "as_complex",
+    "check_n_ssm",
+    "per_channel",
     "as_real_pair",
     "seed_from_key",
     "read",
@@ -69,6 +71,19 @@ def log_uniform_dt(key, shape, dt_min: float, dt_max: float):
 def inverse_softplus(y):
     """x with softplus(x) = y, for y > 0: x = y + log(-expm1(-y))."""
     return y + jnp.log(-jnp.expm1(-y))
+
+
+def check_n_ssm(n_ssm, d_model: int) -> int:
+    """The number of independent (A, B) copies: ``d_model`` for None, else a divisor of it."""
+    n = d_model if n_ssm is None else n_ssm
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or d_model % n:
+        raise ValueError(f"n_ssm must be None or a positive int dividing d_model={d_model}, got {n_ssm!r}")
+    return n
+
+
+def per_channel(x, H: int, axis: int = 0):
+    """Repeat n_ssm copies along ``axis`` to H channels, each copy serving H / n_ssm in a row."""
+    return jnp.repeat(x, H // x.shape[axis], axis=axis)
 
 
 def as_complex(x):

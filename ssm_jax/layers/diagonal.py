@@ -13,8 +13,9 @@ added to the forward one (``bidirectional_conv``); such a layer cannot step.
 
 S4D (Gu et al. 2022, :func:`s4d_ssm`):
 
-    A = -exp(log_A_real) + i A_imag    (H, N/2), the same init for every channel
-    B, C complex (H, N/2), stored as (H, N/2, 2) real pairs; B from the init, C ~ CN(0, 1)
+    A = -exp(log_A_real) + i A_imag    (n_ssm, N/2) copies, each for H / n_ssm channels
+    B complex (n_ssm, N/2), C complex (H, N/2), stored as (..., 2) real pairs;
+    B from the init, C ~ CN(0, 1)
     dt = exp(log_dt), dt ~ log-uniform[dt_min, dt_max];   ZOH;   D ~ N(0, 1)
 
 All of log_A_real, A_imag, B, C, log_dt and D are ``SSMParam`` (with ``trainable_A=False``
@@ -31,7 +32,8 @@ from ssm_jax.discretize import zoh_diag
 from ssm_jax.hippo import init_A
 from ssm_jax.kernels import kernel_diag, kernel_s4d
 from ssm_jax.layers.common import (
-    as_complex, as_real_pair, check_step, log_uniform_dt, read, seed_from_key, variant_variables)
+    as_complex, as_real_pair, check_n_ssm, check_step, log_uniform_dt, per_channel, read, seed_from_key,
+    variant_variables)
 from ssm_jax.layers.convolutional import ConvolutionalSSM
 from ssm_jax.layers.params import SSMParam
 from ssm_jax.layers.variants import DiagonalSSM
@@ -48,16 +50,18 @@ S4D_INITS = {
 }
 
 
-def s4d_ssm(init: str = "inv", dt_min: float = 1e-3, dt_max: float = 1e-1, seed: int = 0) -> DiagonalSSM:
-    """S4D as a :class:`DiagonalSSM` (module docstring); ``seed`` feeds the random inits."""
+def s4d_ssm(init: str = "inv", dt_min: float = 1e-3, dt_max: float = 1e-1, seed: int = 0,
+            n_ssm=1) -> DiagonalSSM:
+    """S4D as a :class:`DiagonalSSM` (module docstring); ``seed`` feeds the random inits;
+    ``n_ssm`` copies of (A, B) (None: one per channel), as in :class:`S4D`."""
     names = dict(S4D_INITS, **{v: v for v in S4D_INITS.values()})
     _checks.check_choice(init, "init", list(names))
 
     def init_fn(key, H, N):
         k_C, k_dt = jax.random.split(key)
-        a = init_A(names[init], N, seed=seed)
-        A = jnp.broadcast_to(jnp.asarray(a.A, jnp.complex64), (H, N // 2))
-        B = jnp.broadcast_to(jnp.asarray(a.B, jnp.complex64), (H, N // 2))
+        a, n = init_A(names[init], N, seed=seed), check_n_ssm(n_ssm, H)
+        A = jnp.broadcast_to(jnp.asarray(a.A, jnp.complex64), (n, N // 2))
+        B = jnp.broadcast_to(jnp.asarray(a.B, jnp.complex64), (n, N // 2))
         return {
             "log_A_real": jnp.log(-A.real),
             "A_imag": A.imag,
@@ -68,8 +72,8 @@ def s4d_ssm(init: str = "inv", dt_min: float = 1e-3, dt_max: float = 1e-1, seed:
 
     return DiagonalSSM(
         init=init_fn,
-        A=lambda p: jax.lax.complex(-jnp.exp(p["log_A_real"]), p["A_imag"]),
-        B=lambda p: as_complex(p["B"]),
+        A=lambda p: per_channel(jax.lax.complex(-jnp.exp(p["log_A_real"]), p["A_imag"]), p["C"].shape[0]),
+        B=lambda p: per_channel(as_complex(p["B"]), p["C"].shape[0]),
         C=lambda p: as_complex(p["C"]),
         A_keys=("log_A_real", "A_imag"),
     )
@@ -137,12 +141,17 @@ class DiagonalLayer(ConvolutionalSSM):
 
 class S4D(DiagonalLayer):
     """S4D (module docstring): ``init`` one of "inv", "lin", "legs", "random_real",
-    "random_complex" (or the ``ssm_jax.hippo.init_A`` names of the diagonal inits)."""
+    "random_complex" (or the ``ssm_jax.hippo.init_A`` names of the diagonal inits).
+    ``n_ssm``: independent (A, B) copies, each shared by d_model / n_ssm consecutive
+    channels (default 1, as S4's configs; None: one per channel); C, dt, D per channel.
+    """
 
     def __init__(self, d_model: int, *, d_state: int = 64, init: str = "inv", bidirectional: bool = False,
-                 dt_min: float = 1e-3, dt_max: float = 1e-1, trainable_A: bool = True, rngs: nnx.Rngs):
+                 dt_min: float = 1e-3, dt_max: float = 1e-1, n_ssm=1, trainable_A: bool = True,
+                 rngs: nnx.Rngs):
+        check_n_ssm(n_ssm, d_model)
         key = rngs.params()  # a numpy seed only for the random inits (needs a concrete key)
         seed = seed_from_key(key) if "random" in init else 0
-        variant = s4d_ssm(init, dt_min, dt_max, seed=seed)
+        variant = s4d_ssm(init, dt_min, dt_max, seed=seed, n_ssm=n_ssm)
         super().__init__(variant, d_model, d_state=d_state, bidirectional=bidirectional,
                          trainable_A=trainable_A, rngs=rngs)

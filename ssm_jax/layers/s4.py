@@ -29,7 +29,7 @@ from ssm_jax.discretize import bilinear_dplr, conj_extend
 from ssm_jax.hippo import MEASURES, dplr
 from ssm_jax.kernels import dplr_c_from_tilde, kernel_dplr
 from ssm_jax.layers.common import (
-    as_complex, as_real_pair, check_step, log_uniform_dt, ssm_variable)
+    as_complex, as_real_pair, check_n_ssm, check_step, log_uniform_dt, per_channel, ssm_variable)
 from ssm_jax.layers.convolutional import ConvolutionalSSM
 from ssm_jax.layers.params import SSMParam
 
@@ -43,21 +43,19 @@ class S4(ConvolutionalSSM):
     ``l_max``: the kernel length C~ refers to; inputs may be shorter (the kernel is
     truncated). None: the input's length (then ``step`` needs ``l_max`` set).
     ``n_ssm``: number of independent (Lambda, P, B) copies, each shared by d_model / n_ssm
-    consecutive channels (S4's ``n_ssm``; 1 ties A and B across channels, saving
-    parameters). None: one per channel. C, dt and D are always per channel.
+    consecutive channels (S4's ``n_ssm``; the default 1, as S4's configs, ties them across
+    channels). None: one per channel. C, dt and D are always per channel.
     """
 
     def __init__(self, d_model: int, *, d_state: int = 64, init: str = "legs", rank: int = 1,
                  bidirectional: bool = False, dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 l_max=None, n_ssm=None, trainable_A: bool = True, rngs: nnx.Rngs):
+                 l_max=None, n_ssm=1, trainable_A: bool = True, rngs: nnx.Rngs):
         _checks.check_choice(init, "init", MEASURES)
         if not isinstance(d_state, int) or d_state < 2 or d_state % 2:
             raise ValueError(f"d_state must be an even int >= 2 (conjugate pairs), got {d_state!r}")
         if l_max is not None and (not isinstance(l_max, int) or l_max < 1):
             raise ValueError(f"l_max must be None or a positive int, got {l_max!r}")
-        n_ssm = d_model if n_ssm is None else n_ssm
-        if not isinstance(n_ssm, int) or n_ssm < 1 or d_model % n_ssm:
-            raise ValueError(f"n_ssm must be None or a positive int dividing d_model={d_model}, got {n_ssm!r}")
+        n_ssm = check_n_ssm(n_ssm, d_model)
         H, N2 = d_model, d_state // 2
         self.d_model, self.d_state, self.l_max = d_model, d_state, l_max
         self.bidirectional = bool(bidirectional)
@@ -77,11 +75,10 @@ class S4(ConvolutionalSSM):
     def continuous(self):
         """(Lambda (H, N2), P (rank, H, N2), B (H, N2), dt (H,)) of the continuous system
         (the n_ssm copies of Lambda, P, B repeated over their channels)."""
-        repeats = self.d_model // self.B.shape[0]
-        Lambda = jax.lax.complex(-jnp.exp(self.log_A_real[...]), self.A_imag[...])
-        Lambda, B = (jnp.repeat(x, repeats, axis=0) for x in (Lambda, as_complex(self.B[...])))
-        P = jnp.repeat(as_complex(self.P[...]), repeats, axis=1)
-        return Lambda, P, B, jnp.exp(self.log_dt[...])
+        H = self.d_model
+        Lambda = per_channel(jax.lax.complex(-jnp.exp(self.log_A_real[...]), self.A_imag[...]), H)
+        P = per_channel(as_complex(self.P[...]), H, axis=1)
+        return Lambda, P, per_channel(as_complex(self.B[...]), H), jnp.exp(self.log_dt[...])
 
     def kernel(self, L: int, backward: bool = False):
         """The convolution kernel (L, H), from C~ (or C~_bwd) at length l_max (or L)."""
