@@ -11,6 +11,16 @@ Every layer: ``Layer(d_model, *, d_state=..., ..., rngs)``; ``__call__(x)`` on
 (batch, L, d_model); ``init_state(batch_size)`` and ``step(state, x_t)`` for recurrent
 inference (x_t (batch, d_model)), with the same outputs. A new SSM: write a variant
 (:mod:`ssm_jax.layers.variants`) and ``register`` it.
+
+Parameter kinds (the optimizer selects by type): ``SSMParam`` (own learning rate, no
+weight decay) holds
+  S4D:   log_A_real, A_imag, B, C, log_dt, D
+  S4:    log_A_real, A_imag, P, B, C (S4's C~), C_bwd, log_dt, D
+  dense: A, B, C, C_bwd, log_dt, D
+  Mamba: A_log, D (the Mamba repository's no-weight-decay set; its delta_bias, x_proj,
+         dt_proj, conv and projections are ordinary ``nnx.Param``)
+With ``trainable_A=False`` the parameters of A are ``FrozenSSMVariable`` (not an
+``nnx.Param``), so optimizers over ``nnx.Param`` leave them alone.
 """
 from ssm_jax.layers.common import FrozenSSMVariable
 from ssm_jax.layers.dense import DenseSSM
