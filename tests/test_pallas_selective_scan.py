@@ -68,7 +68,7 @@ INTERPRET_CASES = [
 def test_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts, softplus,
                                      last, layout):
     args = random_inputs(jax.random.PRNGKey(length * 31 + dim), batch, length, dim, n, groups,
-                         dtype, *opts)
+                         dtype, *opts, for_softplus=softplus)
     kwargs = dict(delta_softplus=softplus, return_last_state=last)
     f32 = dtype == jnp.float32
     check_against_reference(args, kwargs, dict(interpret=True, **layout),
@@ -127,7 +127,7 @@ def test_bad_inputs_name_the_argument():
 
 def test_ops_dispatches_to_pallas():
     from ssm_jax.ops import selective_scan
-    args = random_inputs(jax.random.PRNGKey(3), 1, 6, 4, 2, with_z=False)
+    args = random_inputs(jax.random.PRNGKey(3), 1, 6, 4, 2, with_z=False)  # softplus below
     out = selective_scan(*args, delta_softplus=True, backend="pallas")
     ref = selective_scan_ref(*args, delta_softplus=True)
     assert rel_err(out, ref) < 1e-5
@@ -147,7 +147,7 @@ GPU_CASES = [
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES)
 def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, everything):
     args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
-                         *(everything,) * 3)
+                         *(everything,) * 3, for_softplus=everything)
     kwargs = dict(delta_softplus=everything, return_last_state=everything)
     f32 = dtype == jnp.float32
     check_against_reference(args, kwargs, dict(interpret=False),
