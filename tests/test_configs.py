@@ -91,3 +91,16 @@ def test_lra_config_rejects_unknown_names():
         common.lra_config("cifar100", "s4")
     with pytest.raises(ValueError, match="model"):
         common.lra_config("listops", "transformer")
+
+
+def test_published_values_spot_check():
+    """A few values from state-spaces/s4 configs/experiment/lra/s4-lra-*.yaml."""
+    c = common.lra_config("listops", "s4")
+    model = (c.model.n_layers, c.model.d_model, c.model.d_state, c.model.norm, c.model.prenorm)
+    assert model == (8, 128, 64, "batch", False)
+    assert (c.optim.lr, c.optim.ssm_lr, c.optim.weight_decay, c.batch_size, c.num_epochs) == (0.01, 0.001, 0.05, 50, 40)
+    img = common.lra_config("image", "s4d")
+    assert (img.model.d_model, img.model.dropout, img.model.norm, img.model.layer_kwargs.n_ssm) == (512, 0.1, "layer", 2)
+    px = common.lra_config("pathx", "s4")
+    assert (px.optim.lr, px.optim.ssm_lr, px.model.layer_kwargs.dt_min, px.batch_size) == (0.001, 0.0005, 0.0001, 16)
+    assert common.lra_config("pathx", "s4d").optim.lr == 0.0005  # the S4D paper's Path-X lr

@@ -22,7 +22,8 @@ Known differences from the PyTorch reference: our SSM group (A, B, C, dt) shares
 learning rate ``ssm_lr`` and no weight decay, while S4 trains C with the global lr and
 weight decay and dt at the global lr (``lr.dt: null``); the cosine decay ends at our last
 step (the yaml's ``num_training_steps`` is a little past the last epoch); S4's
-``n_ssm``, ``tie_dropout`` and the sCIFAR ``n_ssm: 2`` are not modelled.
+``tie_dropout`` (sCIFAR) is not modelled. ``n_ssm`` follows the yaml files: one (A, B)
+copy per channel (``n_ssm: ${..d_model}``, ``256`` or ``null``), except 2 for sCIFAR.
 """
 from ssm_jax.training import default_config
 
@@ -38,36 +39,36 @@ TASKS = {
         options=dict(num_train=96000, num_val=2000, num_test=2000),  # LRA's sizes (generator)
         n_layers=8, d_model=128, norm="batch", prenorm=False, dropout=0.0, pooling="mean",
         lr=0.01, ssm_lr=0.001, weight_decay=0.05, batch_size=50, num_epochs=40, warmup_steps=1000,
-        dt_min=0.001, dt_max=0.1),
+        dt_min=0.001, dt_max=0.1, n_ssm=None),
     "text": dict(
         yaml="s4-lra-imdb.yaml", data_task="text", options={}, train_size=25000,
         n_layers=6, d_model=256, norm="batch", prenorm=True, dropout=0.0, pooling="mean",
         lr=0.01, ssm_lr=0.001, weight_decay=0.05, batch_size=16, num_epochs=32, warmup_steps=1000,
-        dt_min=0.001, dt_max=0.1),
+        dt_min=0.001, dt_max=0.1, n_ssm=None),
     "retrieval": dict(
         yaml="s4-lra-aan.yaml", data_task="retrieval", options={}, train_size=147086,
         n_layers=6, d_model=256, norm="batch", prenorm=True, dropout=0.0, pooling="mean",
         lr=0.01, ssm_lr=0.001, weight_decay=0.05, batch_size=64, num_epochs=20, warmup_steps=2500,
-        dt_min=0.001, dt_max=0.1),
+        dt_min=0.001, dt_max=0.1, n_ssm=None),
     "image": dict(
         yaml="s4-lra-cifar.yaml", data_task="image", options={"as_float": True}, train_size=45000,
         n_layers=6, d_model=512, norm="layer", prenorm=False, dropout=0.1, pooling="mean",
         lr=0.01, ssm_lr=0.001, weight_decay=0.05, batch_size=50, num_epochs=200, warmup_steps=1000,
-        dt_min=0.001, dt_max=0.1),
+        dt_min=0.001, dt_max=0.1, n_ssm=2),
     "pathfinder": dict(
         yaml="s4-lra-pathfinder.yaml", data_task="pathfinder32", train_size=160000,
         options=dict(as_float=True, difficulty="curv_contour_length_14", num_train=160000, num_val=20000,
                      num_test=20000),
         n_layers=6, d_model=256, norm="batch", prenorm=True, dropout=0.0, pooling="last",
         lr=0.004, ssm_lr=0.001, weight_decay=0.03, batch_size=64, num_epochs=200, warmup_steps=2500,
-        dt_min=0.001, dt_max=0.1),
+        dt_min=0.001, dt_max=0.1, n_ssm=None),
     "pathx": dict(
         yaml="s4-lra-pathx.yaml", data_task="pathfinder128", train_size=160000,
         options=dict(as_float=True, difficulty="curv_contour_length_14", num_train=160000, num_val=20000,
                      num_test=20000),
         n_layers=6, d_model=256, norm="batch", prenorm=True, dropout=0.0, pooling="mean",
         lr=0.001, ssm_lr=0.0005, weight_decay=0.05, batch_size=16, num_epochs=50, warmup_steps=50000,
-        dt_min=0.0001, dt_max=0.1),
+        dt_min=0.0001, dt_max=0.1, n_ssm=None),
 }
 
 # S4D's Path-X differs from the repository's S4 file (its comments: "The original S4D/HTTYH
@@ -98,7 +99,7 @@ def lra_config(task: str, model: str):
         m.update(layer=model, d_state=64, norm=t["norm"], prenorm=t["prenorm"], activation="glu",
                  bidirectional=True)
         init = "legs" if model == "s4" else "inv"
-        m.layer_kwargs = {"init": init, "dt_min": t["dt_min"], "dt_max": t["dt_max"]}
+        m.layer_kwargs = {"init": init, "dt_min": t["dt_min"], "dt_max": t["dt_max"], "n_ssm": t["n_ssm"]}
 
     o = c.optim
     o.update(lr=t["lr"], weight_decay=t["weight_decay"], ssm_weight_decay=0.0, warmup_steps=t["warmup_steps"],
