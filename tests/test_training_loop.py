@@ -51,6 +51,9 @@ def test_workdir_contents_and_metrics_schema(straight):
             assert 0.0 < r["majority_baseline"] <= 1.0
     assert [r["step"] for r in rows if r["split"] == "eval"] == [6, 12]
     train = [r for r in rows if r["split"] == "train"]
+    assert all(r["steps_per_s"] > 0 and r["tokens_per_s"] == pytest.approx(r["examples_per_s"] * 30, rel=1e-6)
+               for r in train)  # tiny ListOps: inputs padded to 30 tokens
+    assert all(r["examples_per_s"] == pytest.approx(8 * r["steps_per_s"]) for r in train)  # batch 8
     assert all(r["ssm_lr"] == pytest.approx(0.1 * r["lr"]) for r in train)  # tiny: lr 0.01, ssm_lr 0.001
     assert train[0]["lr"] == pytest.approx(0.01) and train[-1]["lr"] < 0.001  # warmup done, cosine down
     with open(os.path.join(workdir, "summary.json")) as f:

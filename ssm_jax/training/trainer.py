@@ -118,6 +118,13 @@ def train_batches(split, batch_size: int, *, seed: int, start_step: int, steps_p
         epoch, start = epoch + 1, 0
 
 
+def throughput(steps: int, seconds: float, batch_size: int, tokens_per_example: int) -> dict:
+    """Training speed over a logging window: steps/s, examples/s and tokens/s (input tokens)."""
+    rate = steps / max(seconds, 1e-9)
+    return {"steps_per_s": rate, "examples_per_s": rate * batch_size,
+            "tokens_per_s": rate * batch_size * tokens_per_example}
+
+
 def mean_metrics(window: list) -> dict:
     """Mean of each metric over a list of per-step metric dicts (device scalars)."""
     window = jax.device_get(window)
@@ -216,7 +223,8 @@ def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None)
     last_step = num_steps if stop_at_step is None else min(num_steps, stop_at_step)
     batches = train_batches(task.splits["train"], config.batch_size, seed=config.seed, start_step=step,
                             steps_per_epoch=steps_per_epoch)
-    window = []
+    window, window_start = [], time.perf_counter()
+    tokens_per_example = int(np.prod(task.splits["train"].inputs.shape[1:2 + bool(task.info.get("dual"))]))
     try:
         while step < last_step and not out_of_time:
             epoch, inputs, labels = next(batches)
@@ -228,10 +236,12 @@ def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None)
             out_of_time = 0 < time_limit < time.perf_counter() - session_start
             stop = final or out_of_time  # a graceful stop: log, evaluate and checkpoint this step
             if step % config.log_every == 0 or stop:
-                mean, window = mean_metrics(window), []
+                n_window, mean, window = len(window), mean_metrics(window), []  # mean_metrics syncs
+                speed = throughput(n_window, time.perf_counter() - window_start, config.batch_size,
+                                   tokens_per_example)
                 lrs = {"lr": float(schedules[DEFAULT_GROUP](step - 1)),  # of this step's update
                        "ssm_lr": float(schedules[SSM_GROUP](step - 1))}
-                writer.write(step, "train", epoch=epoch, **mean, **lrs)
+                writer.write(step, "train", epoch=epoch, **mean, **lrs, **speed)
                 record["last"].update(train_loss=mean["loss"], train_accuracy=mean["accuracy"])
                 progress.update(step, loss=mean["loss"], acc=mean["accuracy"])
             else:
@@ -240,6 +250,8 @@ def train_and_evaluate(config, workdir: str, *, stop_at_step: int | None = None)
                 evaluator(state, step, record, stop)
             record["elapsed_s"] = time.perf_counter() - run_start
             ckpt.save(step, state, record, force=stop)
+            if not window:  # a window was just logged: time the next one from here (no eval, no save)
+                window_start = time.perf_counter()
     finally:
         progress.close()
         writer.close()
