@@ -2,6 +2,11 @@
 
     python benchmarks/selective_scan.py [--sections check,time,memory,tokens,floor,sweep]
                                         [--lengths 2048,4096,16384] [--out DIR] [--no-anchor]
+                                        [--variants v2,tiles]
+
+``--variants``: the kernel variants of ours (``selective_scan_pallas(variant=...)``) timed
+side by side in the same run; their columns are ``ours_<variant>_ms`` (``ours_ms`` when only
+one variant is given, as in earlier runs).
 
 Ours is ``selective_scan_pallas`` (fused Pallas/Triton kernels); the plain-JAX baseline is
 ``ssm_jax.ops.selective_scan(..., backend="xla")`` (``lax.associative_scan``); the anchor is
@@ -36,6 +41,7 @@ from pallas_kernels.selective_scan.testing import random_inputs, rel_err  # noqa
 BATCH, DIM, N_STATE = 8, 1536, 16
 DTYPES = {"bf16": jnp.bfloat16, "f32": jnp.float32}
 RESULTS = []
+VARIANTS = ["v2"]       # --variants: kernel variants of ours, timed side by side
 # (block_d, num_warps, chunk) layouts the sweep section tries
 SWEEP = [(16, 1, 16), (16, 2, 16), (32, 1, 16), (32, 2, 16), (32, 4, 16), (64, 2, 16),
          (64, 4, 16), (32, 2, 8), (128, 4, 8)]
@@ -87,6 +93,23 @@ def inputs(length, dtype, batch=None, with_z=False, seed=0):
 
 def ours_fwd(**layout):
     return jax.jit(lambda *a: selective_scan_pallas(*a, delta_softplus=True, **layout))
+
+
+def ours_impls():
+    """Names of ours in the impl lists and result keys: "ours" or "ours_<variant>"."""
+    return ["ours"] if len(VARIANTS) == 1 else [f"ours_{v}" for v in VARIANTS]
+
+
+def variant_of(impl):
+    return VARIANTS[0] if impl == "ours" else impl[len("ours_"):]
+
+
+def expand_impls(impls):
+    """Replace "ours" in an impl list by one entry per variant."""
+    out = []
+    for impl in impls:
+        out += ours_impls() if impl == "ours" else [impl]
+    return out
 
 
 def vjp_of(fn, args):
@@ -142,16 +165,18 @@ def floor_ms(length, dtype, mode, bandwidth, exp_rate, batch=None):
     return 1e3 * max(nbytes / bandwidth, exps / exp_rate), nbytes
 
 
-def check(lengths, out_dir, anchor, grads=True):
-    """Values (fwd, fwd+z) and gradients of ours against the sequential reference."""
+def check(lengths, out_dir, anchor, grads=True, dtypes=None):
+    """Values (fwd, fwd+z) and gradients of ours (every variant) against the reference."""
     for name, dtype in DTYPES.items():
+        if dtypes and name not in dtypes:
+            continue
         for length in lengths:
             for with_z in (False, True):
                 args = inputs(length, dtype, with_z=with_z, seed=length + with_z)
-                out = ours_fwd()(*args)
                 ref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*args)
-                err = rel_err(out, ref)
-                row = dict(section="check", dtype=name, L=length, z=with_z, rel_err_fwd=err)
+                row = dict(section="check", dtype=name, L=length, z=with_z)
+                for v in VARIANTS:
+                    row[f"rel_err_fwd_{v}"] = rel_err(ours_fwd(variant=v)(*args), ref)
                 if anchor is not None:
                     targs = anchor_args(args)
                     a_out = anchor[0].forward(anchor[1], targs)[0]
@@ -164,16 +189,18 @@ def check(lengths, out_dir, anchor, grads=True):
                 present = tuple(i for i, a in enumerate(args) if a is not None)
                 dout = jax.random.normal(jax.random.PRNGKey(1), args[0].shape).astype(dtype)
 
-                def loss(fn):
-                    return lambda *a: jnp.sum(fn(*a, delta_softplus=True).astype(jnp.float32)
-                                              * dout)
-                g = jax.jit(jax.grad(loss(selective_scan_pallas), argnums=present))(*args)
+                def loss(fn, **kw):
+                    return lambda *a: jnp.sum(fn(*a, delta_softplus=True, **kw)
+                                              .astype(jnp.float32) * dout)
                 gr = jax.jit(jax.grad(loss(selective_scan_ref), argnums=present))(*args)
-                errs = {f"d{i}": rel_err(a, b) for i, a, b in zip(present, g, gr)}
-                row = dict(section="check_grad", dtype=name, L=length, max_rel_err=max(errs.values()),
-                           errs=errs)
-                record(out_dir, **row)
-                print(row, flush=True)
+                for v in VARIANTS:
+                    g = jax.jit(jax.grad(loss(selective_scan_pallas, variant=v),
+                                         argnums=present))(*args)
+                    errs = {f"d{i}": rel_err(a, b) for i, a, b in zip(present, g, gr)}
+                    row = dict(section="check_grad", variant=v, dtype=name, L=length,
+                               max_rel_err=max(errs.values()), errs=errs)
+                    record(out_dir, **row)
+                    print(row, flush=True)
 
 
 def anchor_args(args):
@@ -181,8 +208,13 @@ def anchor_args(args):
     return mamba_anchor.to_channels_first(args)
 
 
-def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls):
-    """Forward, forward+z and backward times of ours, xla and the anchor."""
+def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls, xla_max=None):
+    """Forward, forward+z and backward times of ours (each variant), xla and the anchor.
+
+    xla_max: {mode: largest L at which the xla path is timed} (it stores (batch, L, D, N)
+    tensors: past the device memory an OOM costs a compile and a failed allocation)."""
+    impls = expand_impls(impls)
+    xla_max = xla_max or {}
     for name, dtype in DTYPES.items():
         for length in lengths:
             for mode in ("fwd", "fwd+z", "bwd"):
@@ -192,6 +224,9 @@ def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls):
                 if floors:
                     row["floor_ms"], row["bytes"] = floor_ms(length, dtype, mode, *floors)
                 for impl in impls:
+                    if impl == "xla" and length > xla_max.get((name, mode), length):
+                        row["xla_ms"], row["xla_error"] = None, "skipped: --xla-max"
+                        continue
                     try:
                         row[impl + "_ms"] = 1e3 * time_impl(impl, mode, args, anchor, reps, inner)
                     except Exception as e:  # noqa: BLE001  (an OOM of the xla path is a result)
@@ -201,13 +236,15 @@ def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls):
                 print(row, flush=True)
 
 
-def time_impl(impl, mode, args, anchor, reps, inner):
-    if impl == "ours":
-        fwd = ours_fwd()
+def time_impl(impl, mode, args, anchor, reps, inner, warmup=3):
+    if impl.startswith("ours"):
+        variant = variant_of(impl)
+        fwd = ours_fwd(variant=variant)
         if mode == "bwd":
-            pull = vjp_of(lambda *a: selective_scan_pallas(*a, delta_softplus=True), args)
-            return time_jax(pull, fwd(*args), reps=reps, inner=inner)
-        return time_jax(fwd, *args, reps=reps, inner=inner)
+            pull = vjp_of(lambda *a: selective_scan_pallas(*a, delta_softplus=True,
+                                                           variant=variant), args)
+            return time_jax(pull, fwd(*args), reps=reps, inner=inner, warmup=warmup)
+        return time_jax(fwd, *args, reps=reps, inner=inner, warmup=warmup)
     if impl == "xla":
         if mode == "bwd":
             pull = vjp_of(xla_fn, args)
@@ -222,8 +259,9 @@ def time_impl(impl, mode, args, anchor, reps, inner):
             _, x, out = mod_py.forward(mod, targs)
             import torch
             dout = torch.randn_like(out)
-            return time_torch(lambda: mod_py.backward(mod, targs, dout, x, out), reps, inner)
-        return time_torch(lambda: mod_py.forward(mod, targs), reps, inner)
+            return time_torch(lambda: mod_py.backward(mod, targs, dout, x, out), reps, inner,
+                              warmup)
+        return time_torch(lambda: mod_py.forward(mod, targs), reps, inner, warmup)
     raise ValueError(impl)
 
 
@@ -249,17 +287,25 @@ def memory(lengths, out_dir):
         print(row, flush=True)
 
 
-def tokens(out_dir, anchor, reps, inner, modes):
-    """Batch 1, L = 2^12 .. 2^20: time per token of forward (and backward) (bf16)."""
-    for log_l in range(12, 21, 2):
+def tokens(out_dir, anchor, reps, inner, modes, max_log=20):
+    """Batch 1, L = 2^12 .. 2^max_log: time per token of forward (and backward) (bf16).
+
+    One warm-up call (at L = 2^20 a call of ours takes ~0.5 s: 48 programs in all)."""
+    for log_l in range(12, max_log + 1, 2):
         length = 1 << log_l
         args = inputs(length, jnp.bfloat16, batch=1, seed=log_l)
         row = dict(section="tokens", L=length, batch=1)
-        for mode in modes:
-            row[f"ours_{mode}_ms"] = 1e3 * time_impl("ours", mode, args, None, reps, inner)
+        for impl in ours_impls():
+            for mode in modes:
+                try:
+                    row[f"{impl}_{mode}_ms"] = 1e3 * time_impl(impl, mode, args, None, reps,
+                                                               inner, warmup=1)
+                except Exception as e:  # noqa: BLE001
+                    row[f"{impl}_{mode}_error"] = f"{type(e).__name__}: {str(e)[:200]}"
         if anchor is not None:
-            row["anchor_fwd_ms"] = 1e3 * time_impl("anchor", "fwd", args, anchor, reps, inner)
-            row["anchor_bwd_ms"] = 1e3 * time_impl("anchor", "bwd", args, anchor, reps, inner)
+            for mode in modes:
+                row[f"anchor_{mode}_ms"] = 1e3 * time_impl("anchor", mode, args, anchor, reps,
+                                                           inner, warmup=1)
         for k in list(row):
             if k.endswith("_ms"):
                 row[k.replace("_ms", "_ns_per_token")] = 1e6 * row[k] / length
@@ -270,8 +316,8 @@ def tokens(out_dir, anchor, reps, inner, modes):
 def sweep(out_dir, length, reps, inner):
     """Layouts of ours (block_d, chunk, num_warps) at one shape, forward and backward, bf16."""
     args = inputs(length, jnp.bfloat16, seed=3)
-    for block_d, num_warps, chunk in SWEEP:
-        layout = dict(block_d=block_d, num_warps=num_warps, chunk=chunk)
+    for (block_d, num_warps, chunk), variant in [(x, v) for x in SWEEP for v in VARIANTS]:
+        layout = dict(block_d=block_d, num_warps=num_warps, chunk=chunk, variant=variant)
         row = dict(section="sweep", L=length, **layout)
         try:
             fwd = ours_fwd(**layout)
@@ -290,8 +336,12 @@ def print_table():
     rows = [r for r in RESULTS if r.get("section") == "time"]
     if not rows:
         return
-    print("\n| dtype | L | mode | ours ms | anchor ms | xla ms | floor ms | vs anchor | vs xla |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    ours = ours_impls()
+    names = [o.replace("ours_", "") if len(ours) > 1 else "ours" for o in ours]
+    print("\n| dtype | L | mode | " + " | ".join(f"{n} ms" for n in names)
+          + " | anchor ms | xla ms | floor ms | "
+          + " | ".join(f"{n} vs anchor | {n} vs xla" for n in names) + " |")
+    print("|" + " --- |" * (6 + 3 * len(names)))
 
     def f(x):
         return "-" if x is None else f"{x:.3f}"
@@ -299,9 +349,11 @@ def print_table():
     def ratio(a, b):
         return "-" if a is None or b is None else f"{b / a:.2f}x"
     for r in rows:
-        o, a, x = r.get("ours_ms"), r.get("anchor_ms"), r.get("xla_ms")
-        print(f"| {r['dtype']} | {r['L']} | {r['mode']} | {f(o)} | {f(a)} | {f(x)} | "
-              f"{f(r.get('floor_ms'))} | {ratio(o, a)} | {ratio(o, x)} |")
+        a, x = r.get("anchor_ms"), r.get("xla_ms")
+        os_ = [r.get(o + "_ms") for o in ours]
+        print(f"| {r['dtype']} | {r['L']} | {r['mode']} | " + " | ".join(f(o) for o in os_)
+              + f" | {f(a)} | {f(x)} | {f(r.get('floor_ms'))} | "
+              + " | ".join(f"{ratio(o, a)} | {ratio(o, x)}" for o in os_) + " |")
 
 
 def main():
@@ -318,8 +370,23 @@ def main():
     p.add_argument("--token-modes", default="fwd,bwd")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dim", type=int, default=1536)
+    p.add_argument("--variants", default="v2",
+                   help="kernel variants of ours timed side by side, e.g. v2,tiles")
+    p.add_argument("--check-lengths", default=None, help="lengths of the check section "
+                   "(default: --lengths)")
+    p.add_argument("--check-dtypes", default=None, help="dtypes of the check section")
+    p.add_argument("--no-check-grads", action="store_true")
+    p.add_argument("--token-reps", type=int, default=10)
+    p.add_argument("--token-max-log", type=int, default=20)
+    p.add_argument("--xla-max", default="",
+                   help="largest L timed for xla per dtype:mode, e.g. f32:bwd:4096,bf16:bwd:16384")
     a = p.parse_args()
     globals().update(BATCH=a.batch, DIM=a.dim)
+    VARIANTS[:] = a.variants.split(",")
+    xla_max = {}
+    for item in filter(None, a.xla_max.split(",")):
+        dt, mode, max_l = item.split(":")
+        xla_max[(dt, mode)] = int(max_l)
     for name in set(DTYPES) - set(a.dtypes.split(",")):
         del DTYPES[name]
     sections = a.sections.split(",")
@@ -327,6 +394,7 @@ def main():
     commit = os.environ.get("BENCH_COMMIT") or _git_commit()
     dev = jax.devices()[0]
     header = dict(section="header", device=dev.device_kind, platform=dev.platform,
+                  variants=VARIANTS,
                   jax=jax.__version__, date=datetime.datetime.utcnow().isoformat(timespec="seconds"),
                   commit=commit)
     anchor = None
@@ -345,13 +413,16 @@ def main():
     if "sweep" in sections:
         sweep(a.out, a.sweep_length, a.reps, a.inner)
     if "check" in sections:
-        check(lengths, a.out, anchor)
+        check_lengths = [int(x) for x in (a.check_lengths or a.lengths).split(",")]
+        check(check_lengths, a.out, anchor, grads=not a.no_check_grads,
+              dtypes=a.check_dtypes.split(",") if a.check_dtypes else None)
     if "time" in sections:
-        bench_times(lengths, a.out, anchor, floors, a.reps, a.inner, a.impls.split(","))
+        bench_times(lengths, a.out, anchor, floors, a.reps, a.inner, a.impls.split(","),
+                    xla_max)
     if "memory" in sections:
         memory(lengths, a.out)
     if "tokens" in sections:
-        tokens(a.out, anchor, min(a.reps, 10), 1, a.token_modes.split(","))
+        tokens(a.out, anchor, a.token_reps, 1, a.token_modes.split(","), a.token_max_log)
     print_table()
 
 

@@ -41,15 +41,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("platform,layout", [("cuda", "gpu"), ("tpu", "tpu")])
+@pytest.mark.parametrize("platform,layout,variant", [("cuda", "gpu", "v2"), ("tpu", "tpu", "v2"),
+                                                    ("cuda", "gpu", "tiles")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
-def test_exports_forward_and_backward(platform, layout, batch, length, dim, n, groups, dtype,
-                                      with_optional):
+def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
+                                      dtype, with_optional):
     specs = _specs(batch, length, dim, n, groups, dtype, with_optional)
 
     def forward(*args):
         return selective_scan_pallas(*args, delta_softplus=with_optional,
-                                     return_last_state=True, interpret=False, platform=layout)
+                                     return_last_state=True, interpret=False, platform=layout,
+                                     variant=variant)
 
     def loss(*args):
         out, last = forward(*args)

@@ -67,6 +67,31 @@ INTERPRET_CASES = [
                          INTERPRET_CASES)
 def test_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts, softplus,
                                      last, layout):
+    _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last, layout)
+
+
+# The tiles variant (GPU layout only): the GPU-layout cases above, bar the slowest.
+TILES_CASES = [c for c in INTERPRET_CASES if c.id in ("L1-plain", "Lprime-Dtail-Npad-all",
+                                                     "grouped-Dg-tail", "bf16-grouped-all")]
+
+
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,softplus,last,layout",
+                         TILES_CASES)
+def test_tiles_variant_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
+                                                   softplus, last, layout):
+    _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last,
+                     dict(layout, variant="tiles"))
+
+
+def test_tiles_variant_rejects_tpu_layout():
+    args = random_inputs(jax.random.PRNGKey(0), 1, 5, 4, 2)
+    with pytest.raises(ValueError, match="tiles"):
+        selective_scan_pallas(*args, platform="tpu", variant="tiles", interpret=True)
+    with pytest.raises(ValueError, match="variant"):
+        selective_scan_pallas(*args, variant="v9", interpret=True)
+
+
+def _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last, layout):
     args = random_inputs(jax.random.PRNGKey(length * 31 + dim), batch, length, dim, n, groups,
                          dtype, *opts, for_softplus=softplus)
     kwargs = dict(delta_softplus=softplus, return_last_state=last)
@@ -144,11 +169,13 @@ GPU_CASES = [
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
+@pytest.mark.parametrize("variant", ["v2", "tiles"])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES)
-def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, everything):
+def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
+                                        variant):
     args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
                          *(everything,) * 3, for_softplus=everything)
     kwargs = dict(delta_softplus=everything, return_last_state=everything)
     f32 = dtype == jnp.float32
-    check_against_reference(args, kwargs, dict(interpret=False),
+    check_against_reference(args, kwargs, dict(interpret=False, variant=variant),
                             tol=1e-4 if f32 else 1e-2, grad_tol=1e-3 if f32 else 3e-2)

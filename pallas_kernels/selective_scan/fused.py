@@ -25,11 +25,13 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from pallas_kernels.selective_scan.kernel import ScanConfig, bwd_kernel, fwd_kernel
+from pallas_kernels.selective_scan.kernel import (ScanConfig, bwd_kernel, bwd_kernel_tiles,
+                                                  fwd_kernel, fwd_kernel_tiles)
 
 __all__ = ["selective_scan_pallas", "Layout", "choose_layout"]
 
 PLATFORMS = ("gpu", "tpu")
+VARIANTS = ("v2", "tiles")
 
 
 class Layout(NamedTuple):
@@ -38,7 +40,9 @@ class Layout(NamedTuple):
     platform: "gpu" or "tpu"; interpret: run the kernels in the Pallas interpreter;
     block_d: channels per program; chunk: T, steps unrolled per chunk; time_block: steps
     per grid step on TPU (the whole padded L on GPU); n_state: padded N; groups: G;
-    group_width: padded channels per group; num_warps: Triton warps per program.
+    group_width: padded channels per group; num_warps: Triton warps per program;
+    variant: "v2" (per-step 1-D rows, the default) or "tiles" (every per-step value 2-D,
+    B and C transposed to (N, L); GPU layout only), see :mod:`.kernel`.
     """
     platform: str
     interpret: bool
@@ -49,6 +53,7 @@ class Layout(NamedTuple):
     groups: int
     group_width: int
     num_warps: int
+    variant: str = "v2"
 
 
 def _next_pow2(n):
@@ -60,7 +65,7 @@ def _round_up(n, m):
 
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
-                  block_d=None, chunk=None, num_warps=None, time_block=None):
+                  block_d=None, chunk=None, num_warps=None, time_block=None, variant="v2"):
     """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU: block_d = min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32
@@ -82,8 +87,14 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         chunk = chunk or (8 if n_pad <= 64 else 4)
         time_block = _round_up(length, chunk)
     num_warps = num_warps or (4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1))
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if variant == "tiles" and platform != "gpu":
+        raise ValueError("variant='tiles' has only the GPU (Triton) layout")
+    if variant == "tiles" and chunk & (chunk - 1):
+        raise ValueError(f"variant='tiles' needs a power-of-two chunk, got {chunk}")
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
-                  _round_up(width, block_d), num_warps)
+                  _round_up(width, block_d), num_warps, variant)
 
 
 # ---------------------------------------------------------------- padding helpers
@@ -120,9 +131,12 @@ def _padded_length(length, lay):
 
 
 def _prepare_bc(x, lay, length_pad):
-    """B or C (batch, L, N) / (batch, L, G, N) -> (batch, G, L_pad, N_pad), dtype kept."""
+    """B or C (batch, L, N) / (batch, L, G, N) -> (batch, G, L_pad, N_pad), dtype kept;
+    (batch, G, N_pad, L_pad) for the tiles variant."""
     x = x[:, :, None, :] if x.ndim == 3 else x
     x = _pad_axis(_pad_axis(x, 1, length_pad), 3, lay.n_state)
+    if lay.variant == "tiles":
+        return jnp.transpose(x, (0, 2, 3, 1))
     return jnp.swapaxes(x, 1, 2)
 
 
@@ -152,18 +166,21 @@ def _specs(lay, length_pad):
                 "partial_vec": pl.BlockSpec((None, 1, lay.block_d), lambda b, j, k: (b, 0, j)),
             }[kind]
     else:
+        tiles = lay.variant == "tiles"
+        bc_block = (None, None, n, length_pad) if tiles else (None, None, length_pad, n)
+
         def spec(kind, reverse=False):
             del reverse
             return {
                 "seq": pl.BlockSpec((None, length_pad, lay.block_d), lambda b, j: (b, 0, j)),
                 "A": pl.BlockSpec((n, lay.block_d), lambda b, j: (0, j)),
-                "bc": pl.BlockSpec((None, None, length_pad, n),
+                "bc": pl.BlockSpec(bc_block,
                                    lambda b, j: (b, jax.lax.div(j, blocks_per_group), 0, 0)),
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
                 "states": pl.BlockSpec((None, length_pad // T, n, lay.block_d),
                                        lambda b, j: (b, 0, 0, j)),
                 "state": pl.BlockSpec((None, n, lay.block_d), lambda b, j: (b, 0, j)),
-                "partial_bc": pl.BlockSpec((None, None, length_pad, n), lambda b, j: (b, j, 0, 0)),
+                "partial_bc": pl.BlockSpec(bc_block, lambda b, j: (b, j, 0, 0)),
                 "partial_vec": pl.BlockSpec((None, 1, lay.block_d), lambda b, j: (b, 0, j)),
             }[kind]
     return spec
@@ -221,8 +238,9 @@ def _forward_call(lay, length, opts, save_states, args):
         out_specs.append(spec("states"))
     out_shape.append(jax.ShapeDtypeStruct((batch, n, dim_pad), jnp.float32))
     out_specs.append(spec("state"))
+    kernel = fwd_kernel_tiles if lay.variant == "tiles" else fwd_kernel
     res = pl.pallas_call(
-        functools.partial(fwd_kernel, cfg=cfg, save_states=save_states),
+        functools.partial(kernel, cfg=cfg, save_states=save_states),
         grid=_grid(lay, batch, dim_pad, length_pad),
         in_specs=_input_specs(spec, opts),
         out_specs=out_specs, out_shape=out_shape,
@@ -252,14 +270,16 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
         z = args[5 + has_D]
         out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
         out_specs.append(seq_spec)
-    partial_bc = jax.ShapeDtypeStruct((batch, n_blocks, length_pad, n), jnp.float32)
+    bc_dims = (n, length_pad) if lay.variant == "tiles" else (length_pad, n)
+    partial_bc = jax.ShapeDtypeStruct((batch, n_blocks) + bc_dims, jnp.float32)
     partial_vec = jax.ShapeDtypeStruct((batch, 1, dim_pad), jnp.float32)
     out_shape += [partial_bc, partial_bc, jax.ShapeDtypeStruct((batch, n, dim_pad), jnp.float32),
                   partial_vec, partial_vec]
     out_specs += [spec("partial_bc", rev), spec("partial_bc", rev), spec("state"),
                   spec("partial_vec"), spec("partial_vec")]
+    kernel = bwd_kernel_tiles if lay.variant == "tiles" else bwd_kernel
     res = list(pl.pallas_call(
-        functools.partial(bwd_kernel, cfg=cfg),
+        functools.partial(kernel, cfg=cfg),
         grid=_grid(lay, batch, dim_pad, length_pad),
         in_specs=in_specs, out_specs=out_specs, out_shape=out_shape,
         scratch_shapes=_scratch(lay, [(n, lay.block_d), (n, lay.block_d),
@@ -279,9 +299,10 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
 
 
 def _sum_group_blocks(part, lay):
-    """(batch, n_blocks, L, N) partials -> (batch, G, L, N): sum the blocks of each group."""
-    batch, n_blocks, length, n = part.shape
-    part = part.reshape(batch, lay.groups, n_blocks // lay.groups, length, n)
+    """(batch, n_blocks, L, N) partials -> (batch, G, L, N): sum the blocks of each group
+    (tiles variant: (batch, n_blocks, N, L) -> (batch, G, N, L), the prepared B, C layout)."""
+    batch, n_blocks, rows, cols = part.shape
+    part = part.reshape(batch, lay.groups, n_blocks // lay.groups, rows, cols)
     return jnp.sum(part, axis=2)
 
 
@@ -368,7 +389,7 @@ def default_platform():
 def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
-                          time_block=None):
+                          time_block=None, variant="v2"):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -383,6 +404,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       platform: "gpu" (Triton layout) or "tpu" (Mosaic layout); None picks by backend.
       block_d, chunk, num_warps, time_block: override :func:`choose_layout`'s choices
         (time_block: steps per grid step, TPU layout only).
+      variant: "v2" (default) or "tiles" (every per-step value kept 2-D; GPU layout only;
+        an opt-in until measured on the GPU, see benchmarks/NOTES.md).
     Returns:
       out (batch, L, D) in u's dtype [, last state (batch, D, N) float32].
     """
@@ -393,7 +416,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
-                        time_block)
+                        time_block, variant)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

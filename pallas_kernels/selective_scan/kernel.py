@@ -296,3 +296,193 @@ def bwd_kernel(*refs, cfg: ScanConfig):
     dA_ref[...] = dA
     dD_ref[...] = dD[None, :]
     dbias_ref[...] = dbias[None, :]
+
+
+# ---------------------------------------------------------------- v3: every per-step value 2-D
+#
+# The "tiles" variant (GPU / interpret only). Same maths as above; what changes is the shape
+# of every per-step value, so that nothing per step changes rank:
+#
+#     u_t, delta_t, z_t, dout_t, y_t   (1, bd)   loaded / stored as ``ref[pl.ds(t, 1), :]``
+#     B_t, C_t                         (N, 1)    from B, C passed transposed, (N, Lb) views:
+#                                                ``ref[:, pl.ds(t, 1)]``
+#     D, delta_bias                    (1, bd)
+#     sums over N / over channels      ``keepdims=True``: (1, bd) / (N, 1)
+#
+# A (1, bd) or (N, 1) value broadcasts into the (N, bd) state tile without an expand_dims,
+# and a keepdims reduction of the state tile comes back as an expand_dims of its own slice
+# layout, which Triton folds. In v2 each step turned (bd,) and (N,) vectors into rows and
+# columns (expand_dims of a 1-D blocked layout: a convert_layout through shared memory) and
+# back. Outputs are gathered per chunk (a select against an iota per step) and stored once
+# per chunk: the (1, bd) rows y, du, ddelta, dz as a (T, bd) tile (a (1, bd) store would
+# pick a layout of its own and convert every step), the backward's dB_t, dC_t columns
+# (N, 1) as an (N, T) tile into (N, Lb) partials (instead of T strided column stores).
+
+
+def _load_chunk_tiles(ins, names, c, T):
+    """{name: [2-D value at step t for the T steps of chunk c]}: (1, bd) rows, (N, 1) for B, C."""
+    def at(name, t):
+        ref = ins[name]
+        return ref[:, pl.ds(t, 1)] if name in ("B", "C") else ref[pl.ds(t, 1), :]
+    return {name: [at(name, c * T + i) for i in range(T)] for name in names}
+
+
+def _gather_rows(rows):
+    """T (1, bd) rows -> one (T, bd) tile (a select per row), stored once per chunk."""
+    T = len(rows)
+    step = jax.lax.broadcasted_iota(jnp.int32, (T, 1), 0)
+    tile = jnp.zeros((T,) + rows[0].shape[1:], rows[0].dtype)
+    for i, r in enumerate(rows):
+        tile = jnp.where(step == i, r, tile)
+    return tile
+
+
+def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
+    """Forward of one (batch, channel block), every per-step value 2-D (see above).
+
+    Inputs (kernel view): u, delta, z (Lb, bd); A (N, bd) float32; B, C (N, Lb) (transposed);
+    D, bias (1, bd). Outputs: out (Lb, bd); states (Lb/T, N, bd) if ``save_states``; last
+    (N, bd). GPU layout only (no ``carry``)."""
+    assert not cfg.carry, "the tiles variant has no TPU layout"
+    names = input_names(cfg)
+    ins = _split_refs(refs, names)
+    rest = refs[len(names):]
+    out_ref = rest[0]
+    states_ref = rest[1] if save_states else None
+    last_ref = rest[1 + save_states]
+
+    A2 = ins["A"][...].astype(jnp.float32) * LOG2E
+    limit = cfg.length
+    Dskip = ins["D"][...].astype(jnp.float32) if cfg.has_D else None      # (1, bd)
+    bias = ins["bias"][...].astype(jnp.float32) if cfg.has_bias else None
+    T, n_chunks = cfg.chunk, cfg.chunks_per_block
+    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z
+
+    def chunk_body(c, carry):
+        h, rows = carry
+        nxt = _load_chunk_tiles(ins, fields, jnp.minimum(c + 1, n_chunks - 1), T)
+        if save_states:
+            states_ref[c] = h
+        ys = []
+        for i in range(T):
+            t = c * T + i
+            d, _ = _step_delta(rows["delta"][i], bias, t, limit, cfg)         # (1, bd)
+            u = rows["u"][i].astype(jnp.float32)                              # (1, bd)
+            B_t = rows["B"][i].astype(jnp.float32)                            # (N, 1)
+            C_t = rows["C"][i].astype(jnp.float32)
+            h = jnp.exp2(d * A2) * h + B_t * (d * u)
+            y = jnp.sum(h * C_t, axis=0, keepdims=True)                       # (1, bd)
+            if cfg.has_D:
+                y = y + Dskip * u
+            if cfg.has_z:
+                zt = rows["z"][i].astype(jnp.float32)
+                y = y * zt * _sigmoid(zt)
+            ys.append(y)
+        out_ref[pl.ds(c * T, T), :] = _gather_rows(ys).astype(out_ref.dtype)
+        return h, nxt
+
+    h0 = jnp.zeros(A2.shape, jnp.float32)
+    h, _ = jax.lax.fori_loop(0, n_chunks, chunk_body,
+                             (h0, _load_chunk_tiles(ins, fields, 0, T)))
+    last_ref[...] = h
+
+
+def bwd_kernel_tiles(*refs, cfg: ScanConfig):
+    """Backward of one (batch, channel block), every per-step value 2-D (see above).
+
+    Inputs: as :func:`bwd_kernel` but B, C (N, Lb). Outputs: du, ddelta [dz] (Lb, bd);
+    dB, dC (N, Lb) float32 partial sums over this block's channels (transposed); dA (N, bd),
+    dD, dbias (1, bd)."""
+    assert not cfg.carry, "the tiles variant has no TPU layout"
+    names = input_names(cfg, backward=True)
+    ins = _split_refs(refs, names)
+    outs = list(refs[len(names):])
+    du_ref, ddelta_ref = outs.pop(0), outs.pop(0)
+    dz_ref = outs.pop(0) if cfg.has_z else None
+    dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref = outs[:5]
+    row_refs = {"du": du_ref, "ddelta": ddelta_ref, "dz": dz_ref}
+
+    A = ins["A"][...].astype(jnp.float32)
+    A2 = A * LOG2E
+    limit = cfg.length
+    Dskip = ins["D"][...].astype(jnp.float32) if cfg.has_D else None
+    bias = ins["bias"][...].astype(jnp.float32) if cfg.has_bias else None
+    T, n_chunks = cfg.chunk, cfg.chunks_per_block
+    n = A.shape[0]
+    fields = ("u", "delta", "B", "C", "dout") + ("z",) * cfg.has_z
+    step_of = jax.lax.broadcasted_iota(jnp.int32, (1, T), 1)                 # (1, T)
+
+    def load(c):
+        rows = _load_chunk_tiles(ins, fields, c, T)
+        rows["start"] = ins["states"][c]
+        return rows
+
+    def chunk_body(k, carry):
+        g, dA, dD, dbias, rows = carry
+        c = n_chunks - 1 - k
+        nxt = load(jnp.maximum(c - 1, 0))
+        H = [rows["start"]]
+        steps = []
+        for i in range(T):
+            d, raw = _step_delta(rows["delta"][i], bias, c * T + i, limit, cfg)
+            u = rows["u"][i].astype(jnp.float32)
+            B_t = rows["B"][i].astype(jnp.float32)
+            steps.append((d, raw, u, B_t))
+            H.append(jnp.exp2(d * A2) * H[-1] + B_t * (d * u))
+        dB_tile = jnp.zeros((n, T), jnp.float32)
+        dC_tile = jnp.zeros((n, T), jnp.float32)
+        stores = []
+        for i in reversed(range(T)):
+            t = c * T + i
+            d, raw, u, B_t = steps[i]
+            C_t = rows["C"][i].astype(jnp.float32)
+            dout = rows["dout"][i].astype(jnp.float32)
+            row = {}
+            if cfg.has_z:
+                zt = rows["z"][i].astype(jnp.float32)
+                sz = _sigmoid(zt)
+                dy = dout * zt * sz
+                y = jnp.sum(H[i + 1] * C_t, axis=0, keepdims=True)
+                if cfg.has_D:
+                    y = y + Dskip * u
+                row["dz"] = dout * y * sz * (1.0 + zt * (1.0 - sz))
+            else:
+                dy = dout
+            g = g + C_t * dy
+            dC_col = jnp.sum(H[i + 1] * dy, axis=1, keepdims=True)           # (N, 1)
+            dB_col = jnp.sum(g * (d * u), axis=1, keepdims=True)
+            dC_tile = jnp.where(step_of == i, dC_col, dC_tile)
+            dB_tile = jnp.where(step_of == i, dB_col, dB_tile)
+            gB = jnp.sum(g * B_t, axis=0, keepdims=True)                     # (1, bd)
+            a = jnp.exp2(d * A2)
+            gah = g * a * H[i]
+            ddelta = jnp.sum(gah * A, axis=0, keepdims=True) + gB * u
+            du = gB * d
+            if cfg.has_D:
+                du = du + Dskip * dy
+                dD = dD + dy * u
+            if cfg.softplus:
+                ddelta = ddelta * _sigmoid(raw)
+            ddelta = jnp.where(t < limit, ddelta, 0.0)
+            if cfg.has_bias:
+                dbias = dbias + ddelta
+            row["du"], row["ddelta"] = du, ddelta
+            stores.append(row)
+            dA = dA + gah * d
+            g = g * a
+        stores.reverse()                                     # step order 0 .. T-1
+        for name in stores[0]:
+            ref = row_refs[name]
+            ref[pl.ds(c * T, T), :] = _gather_rows([r[name] for r in stores]).astype(ref.dtype)
+        dB_ref[:, pl.ds(c * T, T)] = dB_tile
+        dC_ref[:, pl.ds(c * T, T)] = dC_tile
+        return g, dA, dD, dbias, nxt
+
+    zeros_v = jnp.zeros((1,) + A.shape[1:], jnp.float32)
+    init = (ins["dlast"][...].astype(jnp.float32), jnp.zeros(A.shape, jnp.float32),
+            zeros_v, zeros_v)
+    _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body,
+                                            init + (load(n_chunks - 1),))
+    dA_ref[...] = dA
+    dD_ref[...] = dD
+    dbias_ref[...] = dbias
