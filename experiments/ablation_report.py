@@ -220,7 +220,8 @@ def plot_curves(curves: dict, init_order, path: str, labels: dict | None = None,
     """Eval accuracy against step, one panel per init, frozen and trained A in each.
 
     ``curves[(init, mode)]``: a list of (steps, accuracy) per seed. The line is the mean
-    over seeds, the band one standard deviation. ``chance``: a dashed reference line.
+    over seeds, the band one standard deviation. ``chance``: a dashed reference line (the
+    majority-class baseline of the eval split).
     """
     plt = _pyplot()
     labels = labels or {}
@@ -235,7 +236,7 @@ def plot_curves(curves: dict, init_order, path: str, labels: dict | None = None,
             ax.plot(steps, mean, color=color, label=f"{mode} A")
             ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.25)
         if chance is not None:
-            ax.axhline(chance, ls="--", lw=0.8, color="gray", label="chance")
+            ax.axhline(chance, ls="--", lw=0.8, color="gray", label="majority baseline")
         ax.set_title(labels.get(init, init), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
