@@ -257,8 +257,8 @@ def plot_eigenvalues(spectra: dict, init_order, path: str, labels: dict | None =
     nrows, ncols = _grid(len(inits))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), squeeze=False)
     for ax, init in zip(axes.flat, inits):
-        for key, style in (("trained", dict(s=6, c="tab:orange", alpha=0.35)),
-                           ("initial", dict(s=14, c="tab:blue", marker="x"))):
+        for key, style in (("initial", dict(s=16, c="tab:blue", marker="x")),
+                           ("trained", dict(s=5, c="tab:orange", alpha=0.5))):
             if key in spectra[init]:
                 ev = np.asarray(spectra[init][key]).ravel()
                 ax.scatter(ev.real, ev.imag, label=f"{key} A", **style)
