@@ -127,7 +127,8 @@ def aggregate(results: list[dict], init_order) -> list[dict]:
     ``results``: dicts with ``init``, ``mode`` ("frozen" or "trained"), ``seed`` and
     ``summary`` (a ``train_and_evaluate`` summary). Rows come in ``init_order``, frozen
     before trained, and hold ``<metric>_mean`` / ``<metric>_std`` for each of
-    :data:`METRICS`, the number of seeds and the mean training time.
+    :data:`METRICS`, the number of seeds, the trainable parameter count(s) (two counts joined by
+    "/" flag cells built by different code) and the mean training time.
     """
     rows = []
     for init in init_order:
@@ -135,7 +136,9 @@ def aggregate(results: list[dict], init_order) -> list[dict]:
             cells = [r for r in results if r["init"] == init and r["mode"] == mode]
             if not cells:
                 continue
-            row = {"init": init, "A": mode, "seeds": len(cells)}
+            # trainable parameter counts; more than one means the cells are not comparable
+            counts = sorted({c["summary"].get("num_params") for c in cells}, key=str)
+            row = {"init": init, "A": mode, "seeds": len(cells), "params": "/".join(map(str, counts))}
             for name, get in METRICS:
                 row[f"{name}_mean"], row[f"{name}_std"] = mean_std(get(c["summary"]) for c in cells)
             row["train_time_s"] = mean_std(c["summary"].get("train_time_s") for c in cells)[0]
@@ -165,11 +168,12 @@ def _pct(mean: float, std: float, seeds: int) -> str:
 def markdown_table(rows: list[dict], labels: dict | None = None) -> str:
     """The rows as a markdown table of accuracies in percent (mean ± std over seeds)."""
     labels = labels or {}
-    lines = ["| init | A | seeds | final eval acc | best eval acc | test acc (at best eval) | final test acc |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| init | A | seeds | params | final eval acc | best eval acc | test acc (at best eval) "
+             "| final test acc |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cols = [_pct(r[f"{m}_mean"], r[f"{m}_std"], r["seeds"]) for m, _ in METRICS]
-        lines.append(f"| {labels.get(r['init'], r['init'])} | {r['A']} | {r['seeds']} | " + " | ".join(cols) + " |")
+        lines.append(f"| {labels.get(r['init'], r['init'])} | {r['A']} | {r['seeds']} | {r['params']} | "
+                     + " | ".join(cols) + " |")
     return "\n".join(lines)
 
 

@@ -124,10 +124,11 @@ def test_aggregate_mean_and_std_over_seeds():
         return {"best_eval_accuracy": best, "test_accuracy_at_best_eval": best,
                 "final": {"eval_accuracy": final, "test_accuracy": final}, "train_time_s": 1.0}
 
-    results = [{"init": "a", "mode": "frozen", "seed": s, "summary": summary(b, f)}
-               for s, (b, f) in enumerate([(0.5, 0.4), (0.7, 0.6)])]
+    results = [{"init": "a", "mode": "frozen", "seed": s, "summary": dict(summary(b, f), num_params=n)}
+               for s, (b, f, n) in enumerate([(0.5, 0.4, 100), (0.7, 0.6, 120)])]
     [row] = ablation_report.aggregate(results, ["a", "b"])
     assert row["seeds"] == 2
+    assert row["params"] == "100/120"        # cells built by different code are flagged
     assert row["best_eval_mean"] == pytest.approx(0.6) and row["best_eval_std"] == pytest.approx(0.1)
     assert row["final_eval_mean"] == pytest.approx(0.5)
 

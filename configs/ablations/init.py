@@ -4,15 +4,15 @@ r"""Initialization ablation, CPU default: HiPPO against random A on the delayed-
 
 Task: ``delayed_sum`` (``ssm_jax.data.synthetic``), generated, no download. A key symbol a
 is the first token, a query symbol b the last, 126 noise tokens lie between; the label is
-(a + b) mod 4 (chance 25%). The model must carry a across the whole sequence, which is
-the long-memory ability HiPPO was built for: with frozen A, principled inits solve it
-within a few hundred steps while random real diagonal A stays near chance (measured
-while choosing this task, see RESULTS.md "Initialization ablation").
+(a + b) mod 4 (chance 25%). The model must carry a across the whole sequence. Chosen after
+probe runs (RESULTS.md, "Initialization ablation"): at 500 steps frozen S4D-Lin reached
+97.6% eval accuracy and frozen random real diagonal A stayed at 25.8%.
 
 Grid: 7 inits (S4 HiPPO-LegS DPLR, S4D-LegS, S4D-Inv, S4D-Lin; random dense Gaussian,
-random real diagonal, random complex diagonal) x frozen/trained A x 3 seeds = 42 cells,
-sized to run on a 2-core CPU in about half an hour. Every cell trains the same
-2-layer, width-32, N=32 causal model with last-position pooling for the same steps.
+random real diagonal, random complex diagonal) x frozen/trained A x 3 seeds = 42 cells.
+Every cell trains the same 2-layer, width-32, N=32 causal model with last-position
+pooling for the same 500 steps; a cell took 32 to 55 s on a 2-core CPU when the machine
+was not crowded (about half an hour for the grid).
 """
 import ml_collections
 
