@@ -11,8 +11,9 @@ probe runs (RESULTS.md, "Initialization ablation"): at 500 steps frozen S4D-Lin 
 Grid: 7 inits (S4 HiPPO-LegS DPLR, S4D-LegS, S4D-Inv, S4D-Lin; random dense Gaussian,
 random real diagonal, random complex diagonal) x frozen/trained A x 3 seeds = 42 cells.
 Every cell trains the same 2-layer, width-32, N=32 causal model with last-position
-pooling for the same 500 steps; a cell took 32 to 55 s on a 2-core CPU when the machine
-was not crowded (about half an hour for the grid).
+pooling for the same 500 steps. Measured on a shared 2-core CPU: 11 to 51 s of training
+a cell (25 s mean) for all but the dense cells, 28 to 42 s for those when the CPU was quiet;
+about 25 minutes for the grid on a quiet machine (estimate from those times).
 """
 import ml_collections
 
