@@ -41,7 +41,7 @@ from pallas_kernels.selective_scan.testing import random_inputs, rel_err  # noqa
 BATCH, DIM, N_STATE = 8, 1536, 16
 DTYPES = {"bf16": jnp.bfloat16, "f32": jnp.float32}
 RESULTS = []
-VARIANTS = ["v2"]       # --variants: kernel variants of ours, timed side by side
+VARIANTS = ["tiles"]       # --variants: kernel variants of ours, timed side by side
 # (block_d, num_warps, chunk) layouts the sweep section tries
 SWEEP = [(16, 1, 16), (16, 2, 16), (32, 1, 16), (32, 2, 16), (32, 4, 16), (64, 2, 16),
          (64, 4, 16), (32, 2, 8), (128, 4, 8)]
@@ -370,7 +370,7 @@ def main():
     p.add_argument("--token-modes", default="fwd,bwd")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dim", type=int, default=1536)
-    p.add_argument("--variants", default="v2",
+    p.add_argument("--variants", default="tiles",
                    help="kernel variants of ours timed side by side, e.g. v2,tiles")
     p.add_argument("--check-lengths", default=None, help="lengths of the check section "
                    "(default: --lengths)")

@@ -70,17 +70,18 @@ def test_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
     _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last, layout)
 
 
-# The tiles variant (GPU layout only): the GPU-layout cases above, bar the slowest.
-TILES_CASES = [c for c in INTERPRET_CASES if c.id in ("L1-plain", "Lprime-Dtail-Npad-all",
+# The GPU layout's default variant is "tiles" (the cases above); "v2" (per-step 1-D rows,
+# also the TPU layout's kernel) on the same GPU-layout cases.
+V2_CASES = [c for c in INTERPRET_CASES if c.id in ("L1-plain", "Lprime-Dtail-Npad-all",
                                                      "grouped-Dg-tail", "bf16-grouped-all")]
 
 
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,softplus,last,layout",
-                         TILES_CASES)
-def test_tiles_variant_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
+                         V2_CASES)
+def test_v2_variant_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
                                                    softplus, last, layout):
     _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last,
-                     dict(layout, variant="tiles"))
+                     dict(layout, variant="v2"))
 
 
 def test_tiles_variant_rejects_tpu_layout():

@@ -41,8 +41,9 @@ class Layout(NamedTuple):
     block_d: channels per program; chunk: T, steps unrolled per chunk; time_block: steps
     per grid step on TPU (the whole padded L on GPU); n_state: padded N; groups: G;
     group_width: padded channels per group; num_warps: Triton warps per program;
-    variant: "v2" (per-step 1-D rows, the default) or "tiles" (every per-step value 2-D,
-    B and C transposed to (N, L); GPU layout only), see :mod:`.kernel`.
+    variant: "tiles" (every per-step value 2-D, B and C transposed to (N, L); GPU layout
+    only; the GPU default, measured faster than v2 on an H100: BENCHMARKS.md) or "v2"
+    (per-step 1-D rows; the TPU layout's kernel), see :mod:`.kernel`.
     """
     platform: str
     interpret: bool
@@ -65,7 +66,7 @@ def _round_up(n, m):
 
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
-                  block_d=None, chunk=None, num_warps=None, time_block=None, variant="v2"):
+                  block_d=None, chunk=None, num_warps=None, time_block=None, variant=None):
     """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU: block_d = min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32
@@ -87,6 +88,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         chunk = chunk or (8 if n_pad <= 64 else 4)
         time_block = _round_up(length, chunk)
     num_warps = num_warps or (4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1))
+    if variant is None:
+        variant = "tiles" if platform == "gpu" else "v2"
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if variant == "tiles" and platform != "gpu":
@@ -389,7 +392,7 @@ def default_platform():
 def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
-                          time_block=None, variant="v2"):
+                          time_block=None, variant=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -404,8 +407,9 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       platform: "gpu" (Triton layout) or "tpu" (Mosaic layout); None picks by backend.
       block_d, chunk, num_warps, time_block: override :func:`choose_layout`'s choices
         (time_block: steps per grid step, TPU layout only).
-      variant: "v2" (default) or "tiles" (every per-step value kept 2-D; GPU layout only;
-        an opt-in until measured on the GPU, see benchmarks/NOTES.md).
+      variant: None (the layout's default: "tiles" on the GPU layout, "v2" on TPU), "tiles"
+        (every per-step value kept 2-D; GPU layout only) or "v2" (per-step 1-D rows); on an
+        H100 tiles ran 1.9 ms against v2's 2.4 ms forward (BENCHMARKS.md, run 3).
     Returns:
       out (batch, L, D) in u's dtype [, last state (batch, D, N) float32].
     """
