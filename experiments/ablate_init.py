@@ -46,7 +46,9 @@ from ml_collections import config_flags  # noqa: E402
 from experiments import ablation_report as report  # noqa: E402
 from ssm_jax import data as data_lib  # noqa: E402
 from ssm_jax import models  # noqa: E402
+from ssm_jax.layers import registry as layer_registry  # noqa: E402
 from ssm_jax.training import progress, read_metrics, train_and_evaluate  # noqa: E402
+from ssm_jax.training.imports import import_user_modules  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,11 +77,23 @@ RESULT_FILE = "result.json"
 EIGEN_FILE = "eigenvalues.npz"
 
 
+def init_spec(name: str) -> Init:
+    """The grid row called ``name``: one of :data:`INITS`, or any registered layer name
+    (a user's variant, registered by a module in ``config.import_modules``), trained with
+    its own default initialization."""
+    if name in INITS:
+        return INITS[name]
+    if name in layer_registry.available():
+        return Init(name, name, {}, False)
+    raise ValueError(f"config.inits has an unknown name {name!r}; known: {sorted(INITS)} and the "
+                     f"registered layers {sorted(layer_registry.available())} (a user's variant is "
+                     "registered by a module named in config.import_modules)")
+
+
 def check_grid(config) -> None:
     """Raise ValueError naming a bad ``inits``, ``modes`` or ``seeds`` entry."""
-    unknown = [i for i in config.inits if i not in INITS]
-    if unknown:
-        raise ValueError(f"config.inits has unknown names {unknown}; known: {sorted(INITS)}")
+    for name in config.inits:
+        init_spec(name)
     bad = [m for m in config.modes if m not in MODES]
     if bad:
         raise ValueError(f"config.modes must be a subset of {MODES}, got {list(config.modes)}")
@@ -100,9 +114,10 @@ def cell_name(init: str, mode: str, seed: int) -> str:
 def cell_config(config, init: str, mode: str, seed: int):
     """The training config of one cell: ``config.train`` with only the layer, its
     ``init`` / ``trainable_A`` and the seed changed."""
-    spec = INITS[init]
+    spec = init_spec(init)
     cfg = copy.deepcopy(config.train)
     with cfg.unlocked():
+        cfg.import_modules = tuple(config.get("import_modules", ())) + tuple(cfg.get("import_modules", ()))
         cfg.seed = seed
         cfg.model.layer = spec.layer
         cfg.model.layer_kwargs = dict(spec.kwargs, trainable_A=(mode == "trained"))
@@ -146,6 +161,8 @@ def run_cell(config, init: str, mode: str, seed: int, workdir: str, task_info) -
 
 def run_grid(config, workdir: str) -> list[dict]:
     """Run (or skip, if finished) every cell; log which cell, its result and the ETA."""
+    import_user_modules(config.get("import_modules", ()))  # user variants named in config.inits
+    import_user_modules(config.train.get("import_modules", ()))
     check_grid(config)
     os.makedirs(workdir, exist_ok=True)
     cells = grid(config)
@@ -219,7 +236,7 @@ def collect_spectra(results: list[dict], workdir: str) -> dict:
 def write_report(config, workdir: str, results: list[dict]) -> dict:
     """Aggregate the cells and write the tables, plots and ``ablation.json``."""
     rows = report.aggregate(results, config.inits)
-    labels = {name: spec.label for name, spec in INITS.items()}
+    labels = {name: init_spec(name).label for name in config.inits}
     baseline = results[0]["summary"].get("majority_baseline", {}).get("val")
     paths = report.write_outputs(workdir, rows, collect_curves(results, workdir),
                                  collect_spectra(results, workdir), config.inits, labels=labels,

@@ -27,6 +27,7 @@ from ssm_jax.layers.common import read
 from ssm_jax.layers.dense import DenseSSM
 from ssm_jax.layers.diagonal import DiagonalLayer
 from ssm_jax.layers.s4 import S4
+from ssm_jax.layers.selective import SelectiveLayer
 
 # Summary fields of ``train_and_evaluate`` aggregated per row: (column prefix, getter).
 METRICS = (
@@ -80,8 +81,10 @@ def layer_eigenvalues(layer) -> np.ndarray:
     if isinstance(layer, DiagonalLayer):
         A = np.asarray(layer.variant.A(read(layer.ssm)), np.complex128)
         return np.concatenate([A, A.conj()], axis=-1) if layer.variant.conj_pairs else A
+    if isinstance(layer, SelectiveLayer):  # Mamba-style: A (D, N) real and diagonal per channel
+        return np.asarray(layer.variant.A(read(layer.ssm)), np.complex128)
     raise TypeError(f"cannot read the state matrix of a {type(layer).__name__} layer "
-                    "(expected S4, DenseSSM or a DiagonalLayer)")
+                    "(expected S4, DenseSSM, a DiagonalLayer or a SelectiveLayer)")
 
 
 def model_eigenvalues(model) -> np.ndarray:
@@ -96,7 +99,7 @@ def layer_A_arrays(layer) -> dict:
         return {n: np.asarray(getattr(layer, n)[...]) for n in names}
     if isinstance(layer, DenseSSM):
         return {"A": np.asarray(layer.A[...])}
-    if isinstance(layer, DiagonalLayer):
+    if isinstance(layer, (DiagonalLayer, SelectiveLayer)):
         return {k: np.asarray(layer.ssm[k][...]) for k in layer.variant.A_keys}
     raise TypeError(f"cannot read the A parameters of a {type(layer).__name__} layer")
 

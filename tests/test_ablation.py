@@ -150,3 +150,24 @@ def test_scifar_cells_have_at_most_100k_parameters():
         model = ablate_init.initial_model(ablate_init.cell_config(config, init, "trained", 0), info)
         count = sum(np.size(x) for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
         assert count <= 100_000, (init, count)
+
+
+def test_user_variants_from_import_modules_join_the_grid(tmp_path):
+    """Issue 6: a user's registered variants (a diagonal and a selective one, from the
+    examples) are ablation rows by name, imported through config.import_modules."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = tiny_config(seeds=(0,))
+    config.import_modules = (os.path.join(root, "examples", "diagonal_geometric.py"),
+                             os.path.join(root, "examples", "selective_new_delta.py"))
+    config.inits = ("geom_diag", "bounded_delta")
+    config.modes = ("frozen", "trained")
+    config.train.num_steps, config.train.eval_every, config.train.checkpoint_every = 3, 3, 3
+    paths = ablate_init.run(config, str(tmp_path))
+    with open(paths["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["init"], r["A"]) for r in rows] == [(i, m) for i in config.inits for m in ("frozen", "trained")]
+    for init in config.inits:
+        with open(os.path.join(str(tmp_path), ablate_init.cell_name(init, "frozen", 0), "result.json")) as f:
+            assert json.load(f)["A_change"] == 0.0
+    with pytest.raises(ValueError, match="unknown name 'not_a_variant'"):
+        ablate_init.init_spec("not_a_variant")

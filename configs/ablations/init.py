@@ -29,6 +29,7 @@ def get_config():
     c.inits = PRINCIPLED + RANDOM        # names of experiments.ablate_init.INITS
     c.modes = ("frozen", "trained")      # frozen A (trainable_A=False) and trained A
     c.seeds = (0, 1, 2)
+    c.import_modules = ()                # user modules registering variants; name them in inits
 
     t = default_config()
     t.data.task = "delayed_sum"
