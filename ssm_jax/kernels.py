@@ -195,16 +195,22 @@ def kernel_s4d(A, B, C, dt, L: int, conj_pairs: bool = True):
 # ----------------------------------------------------------------------------- dense
 
 
-def _dense_kernel_args(A_bar, B_bar, C, L):
-    A_bar, B_bar, C = (jnp.asarray(x) for x in (A_bar, B_bar, C))
-    for x, name in ((A_bar, "A_bar"), (B_bar, "B_bar"), (C, "C")):
-        _checks.check_float(x, name, allow_complex=True)
+def _check_C_and_dense_A(C, A_bar):
+    """C (H, N) and a dense A_bar (N, N) shared or (H, N, N) per channel; returns (H, N)."""
     _checks.check_shape(C, "C", ("H", "N"))
     H, N = C.shape
     if A_bar.ndim == 2:
         _checks.check_shape(A_bar, "A_bar", (N, N))
     else:
         _checks.check_shape(A_bar, "A_bar", (H, N, N))
+    return H, N
+
+
+def _dense_kernel_args(A_bar, B_bar, C, L):
+    A_bar, B_bar, C = (jnp.asarray(x) for x in (A_bar, B_bar, C))
+    for x, name in ((A_bar, "A_bar"), (B_bar, "B_bar"), (C, "C")):
+        _checks.check_float(x, name, allow_complex=True)
+    H, N = _check_C_and_dense_A(C, A_bar)
     if B_bar.ndim == 1:
         _checks.check_shape(B_bar, "B_bar", (N,))
     else:
@@ -254,12 +260,7 @@ def _c_tilde_args(C, A_bar, L):
     C, A_bar = jnp.asarray(C), jnp.asarray(A_bar)
     _checks.check_float(C, "C", allow_complex=True)
     _checks.check_float(A_bar, "A_bar", allow_complex=True)
-    _checks.check_shape(C, "C", ("H", "N"))
-    H, N = C.shape
-    if A_bar.ndim == 2:
-        _checks.check_shape(A_bar, "A_bar", (N, N))
-    else:
-        _checks.check_shape(A_bar, "A_bar", (H, N, N))
+    H, N = _check_C_and_dense_A(C, A_bar)
     dtype = jnp.result_type(C, A_bar)
     A_bar = jnp.broadcast_to(A_bar.astype(dtype), (H, N, N))
     I_minus = jnp.eye(N, dtype=dtype) - jnp.linalg.matrix_power(A_bar, _check_L(L))
