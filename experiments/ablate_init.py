@@ -22,17 +22,10 @@ from __future__ import annotations
 
 import os
 
-# Workaround, seen with jaxlib 0.10.2 on the CPU: a model of two or more DenseSSM layers
-# deadlocks in its first train step under XLA:CPU's concurrency-optimized scheduler (the
-# layers' independent A_bar solves run concurrently and never finish). Set before jax
-# starts its backend, only when this file is the program and only for the jaxlib 0.10
-# series (XLA aborts on flags it does not know, and later versions were not checked).
-CPU_XLA_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-if __name__ == "__main__" and "xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
-    from importlib import metadata  # the version without importing jaxlib (that would be too late)
+if __name__ == "__main__":  # before jax starts: the jaxlib 0.10 XLA:CPU DenseSSM deadlock
+    from experiments import xla_workarounds
 
-    if metadata.version("jaxlib").startswith("0.10."):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + CPU_XLA_FLAG).strip()
+    xla_workarounds.apply()
 
 import copy  # noqa: E402
 import dataclasses  # noqa: E402

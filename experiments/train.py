@@ -10,10 +10,15 @@ Any config field can be overridden with ``--config.<field>=<value>``. The workdi
 checkpoint. A user's SSM variant is trained by naming its module or file in
 ``--config.import_modules`` and its registered name in ``--config.model.layer``.
 """
-from absl import app, flags, logging
-from ml_collections import config_flags
+if __name__ == "__main__":  # before jax starts: the jaxlib 0.10 XLA:CPU DenseSSM deadlock
+    from experiments import xla_workarounds
 
-from ssm_jax.training import progress, train_and_evaluate
+    xla_workarounds.apply()
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from ssm_jax.training import progress, train_and_evaluate  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
