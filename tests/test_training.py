@@ -186,6 +186,20 @@ def test_checkpoint_roundtrip_and_keep(tmp_path):
     ck.close()
 
 
+def test_checkpoint_saves_the_record_as_of_the_save(tmp_path):
+    """The save completes in the background while the trainer mutates its record (step,
+    data position): the checkpoint must hold the record as it was when saved."""
+    _, _, state = tiny_state()
+    ck = ckpt_lib.Checkpointer(str(tmp_path / "ck"), every=1, keep=1)
+    record = {"step": 6, "epoch": 0, "batch_index": 6, "last": {"train_loss": 1.0}}
+    assert ck.save(6, state, record)
+    record.update(step=7, batch_index=7)       # what the training loop does next
+    record["last"]["train_loss"] = 2.0
+    ck.close()
+    _, restored = ckpt_lib.Checkpointer(str(tmp_path / "ck"), every=1, keep=1).restore(state)
+    assert restored == {"step": 6, "epoch": 0, "batch_index": 6, "last": {"train_loss": 1.0}}
+
+
 def test_checkpoint_mismatch_is_clear():
     _, _, state = tiny_state()
     flat = ckpt_lib.flatten_state(state)

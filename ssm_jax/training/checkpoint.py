@@ -9,6 +9,7 @@ batch index) and the run's bookkeeping (best eval accuracy so far).
 """
 from __future__ import annotations
 
+import copy
 import os
 
 import jax
@@ -81,8 +82,10 @@ class Checkpointer:
             return False
         if step in self.manager.all_steps():
             return False
+        # The save finishes in a background thread while training goes on and mutates
+        # ``record`` (step, data position): save a snapshot of it, as of this step.
         args = ocp.args.Composite(state=ocp.args.StandardSave(flatten_state(state)),
-                                  record=ocp.args.JsonSave(record))
+                                  record=ocp.args.JsonSave(copy.deepcopy(record)))
         return bool(self.manager.save(step, args=args, force=True))
 
     def restore(self, template, step: int | None = None):
