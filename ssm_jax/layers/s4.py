@@ -61,8 +61,7 @@ class S4(ConvolutionalSSM):
         self.bidirectional = bool(bidirectional)
         Lambda, P, B = (jnp.asarray(x, jnp.complex64) for x in dplr(init, d_state, rank))
         Lambda = jnp.broadcast_to(Lambda, (n_ssm, N2))
-        # Re(Lambda) <= -1e-4, as S4 clamps it: legt, lagt and fout have Re(Lambda) = 0 exactly.
-        self.log_A_real = ssm_variable(jnp.log(jnp.maximum(-Lambda.real, 1e-4)), trainable=trainable_A)
+        self.log_A_real = ssm_variable(jnp.log(-Lambda.real), trainable=trainable_A)
         self.A_imag = ssm_variable(Lambda.imag, trainable=trainable_A)
         self.P = ssm_variable(as_real_pair(jnp.broadcast_to(P[:, None, :], (P.shape[0], n_ssm, N2))),
                               trainable=trainable_A)
