@@ -313,11 +313,15 @@ def tokens(out_dir, anchor, reps, inner, modes, max_log=20):
         print(row, flush=True)
 
 
-def sweep(out_dir, length, reps, inner):
-    """Layouts of ours (block_d, chunk, num_warps) at one shape, forward and backward, bf16."""
+def sweep(out_dir, length, reps, inner, points=None):
+    """Layouts of ours (block_d, chunk, num_warps) at one shape, forward and backward, bf16.
+
+    ``points``: [(variant, block_d, num_warps, chunk[, unroll])]; default SWEEP x --variants."""
     args = inputs(length, jnp.bfloat16, seed=3)
-    for (block_d, num_warps, chunk), variant in [(x, v) for x in SWEEP for v in VARIANTS]:
-        layout = dict(block_d=block_d, num_warps=num_warps, chunk=chunk, variant=variant)
+    points = points or [(v,) + x for x in SWEEP for v in VARIANTS]
+    for variant, block_d, num_warps, chunk, *unroll in points:
+        layout = dict(block_d=block_d, num_warps=num_warps, chunk=chunk, variant=variant,
+                      unroll=unroll[0] if unroll else None)
         row = dict(section="sweep", L=length, **layout)
         try:
             fwd = ours_fwd(**layout)
@@ -366,6 +370,8 @@ def main():
     p.add_argument("--reps", type=int, default=25)
     p.add_argument("--inner", type=int, default=5)
     p.add_argument("--sweep-length", type=int, default=4096)
+    p.add_argument("--sweep", default="", help="sweep points variant:block_d:num_warps:chunk"
+                   "[:unroll], e.g. lanes:32:1:2:4,tiles:32:2:8 (default: SWEEP x --variants)")
     p.add_argument("--dtypes", default="bf16,f32")
     p.add_argument("--token-modes", default="fwd,bwd")
     p.add_argument("--batch", type=int, default=8)
@@ -411,7 +417,9 @@ def main():
     print(header, flush=True)
     floors = measure_floor(a.out) if "floor" in sections else None
     if "sweep" in sections:
-        sweep(a.out, a.sweep_length, a.reps, a.inner)
+        points = [(v, *map(int, rest)) for v, *rest in
+                  (x.split(":") for x in filter(None, a.sweep.split(",")))]
+        sweep(a.out, a.sweep_length, a.reps, a.inner, points)
     if "check" in sections:
         check_lengths = [int(x) for x in (a.check_lengths or a.lengths).split(",")]
         check(check_lengths, a.out, anchor, grads=not a.no_check_grads,

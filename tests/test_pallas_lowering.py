@@ -42,7 +42,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("platform,layout,variant", [("cuda", "gpu", "v2"), ("tpu", "tpu", "v2"),
-                                                    ("cuda", "gpu", "tiles")])
+                                                    ("cuda", "gpu", "tiles"),
+                                                    ("cuda", "gpu", "lanes"), ("cuda", "gpu", "hybrid")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
 def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
                                       dtype, with_optional):

@@ -84,6 +84,27 @@ def test_v2_variant_matches_reference_interpret(batch, length, dim, n, groups, d
                      dict(layout, variant="v2"))
 
 
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,softplus,last,layout",
+                         V2_CASES)
+def test_lanes_variant_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
+                                                   softplus, last, layout):
+    _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last,
+                     dict(layout, variant="lanes"))
+
+
+@pytest.mark.parametrize("variant,layout", [
+    ("lanes", dict(chunk=4, unroll=2)),      # a state saved every other loop iteration
+    ("lanes", dict(chunk=2, unroll=4)),      # two states saved per loop iteration
+    ("hybrid", dict(chunk=4, unroll=2)),     # lanes forward, tiles backward
+    ("hybrid", dict()),
+])
+def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
+    """The lanes forward's loop step (unroll) and its state-save interval (chunk) differ; the
+    backward (lanes, or tiles for hybrid) reads the states it saved: values and gradients."""
+    _check_interpret(2, 21, 40, 6, 2, jnp.float32, (True, True, True), True, True,
+                     dict(layout, variant=variant))
+
+
 def test_tiles_variant_rejects_tpu_layout():
     args = random_inputs(jax.random.PRNGKey(0), 1, 5, 4, 2)
     with pytest.raises(ValueError, match="tiles"):
@@ -170,7 +191,7 @@ GPU_CASES = [
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
-@pytest.mark.parametrize("variant", ["v2", "tiles"])
+@pytest.mark.parametrize("variant", ["v2", "tiles", "lanes", "hybrid"])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES)
 def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
                                         variant):

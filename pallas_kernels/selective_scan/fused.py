@@ -27,11 +27,25 @@ from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (ScanConfig, bwd_kernel, bwd_kernel_tiles,
                                                   fwd_kernel, fwd_kernel_tiles)
+from pallas_kernels.selective_scan.lanes import bwd_kernel_lanes, fwd_kernel_lanes
 
 __all__ = ["selective_scan_pallas", "Layout", "choose_layout"]
 
 PLATFORMS = ("gpu", "tpu")
-VARIANTS = ("v2", "tiles")
+VARIANTS = ("v2", "tiles", "lanes", "hybrid")
+GPU_ONLY_VARIANTS = ("tiles", "lanes", "hybrid")
+# (forward kernel, backward kernel) of each variant; "hybrid": the lanes forward, the tiles
+# backward (the backward reads the chunk-start states the lanes forward saves every T steps).
+KERNELS = {"v2": (fwd_kernel, bwd_kernel), "tiles": (fwd_kernel_tiles, bwd_kernel_tiles),
+           "lanes": (fwd_kernel_lanes, bwd_kernel_lanes),
+           "hybrid": (fwd_kernel_lanes, bwd_kernel_tiles)}
+
+
+def _bc_layout(variant, backward=False):
+    """How a kernel wants B and C: "LN" (batch, G, L, N) as given, "NL" transposed, and
+    whether as float32 (the lanes kernels read them as scalars: no per-use conversion)."""
+    kernel = ("tiles" if backward else "lanes") if variant == "hybrid" else variant
+    return {"v2": ("LN", False), "tiles": ("NL", False), "lanes": ("LN", True)}[kernel]
 
 
 class Layout(NamedTuple):
@@ -55,6 +69,8 @@ class Layout(NamedTuple):
     group_width: int
     num_warps: int
     variant: str = "v2"
+    unroll: int = 0
+    bwd_num_warps: int = 0
 
 
 def _next_pow2(n):
@@ -66,7 +82,8 @@ def _round_up(n, m):
 
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
-                  block_d=None, chunk=None, num_warps=None, time_block=None, variant=None):
+                  block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
+                  unroll=None):
     """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU: block_d = min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32
@@ -83,21 +100,39 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         time_block = time_block or min(_round_up(length, chunk), 16 * chunk)
         if time_block % chunk:
             raise ValueError(f"time_block={time_block} must be a multiple of chunk={chunk}")
-    else:
-        block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
-        chunk = chunk or (8 if n_pad <= 64 else 4)
-        time_block = _round_up(length, chunk)
-    num_warps = num_warps or (4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1))
     if variant is None:
         variant = "tiles" if platform == "gpu" else "v2"
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if variant == "tiles" and platform != "gpu":
-        raise ValueError("variant='tiles' has only the GPU (Triton) layout")
-    if variant == "tiles" and chunk & (chunk - 1):
-        raise ValueError(f"variant='tiles' needs a power-of-two chunk, got {chunk}")
+    if variant in GPU_ONLY_VARIANTS and platform != "gpu":
+        raise ValueError(f"variant={variant!r} has only the GPU (Triton) layout")
+    bwd_num_warps = 0
+    if variant in ("lanes", "hybrid"):
+        # One lane per channel: 32 channels a warp, N states a lane. The forward unrolls
+        # `unroll` steps per loop iteration (its registers: 2 x unroll x N prefetched B, C
+        # scalars); the lanes backward holds T x N recomputed states a lane, so T shrinks as N
+        # grows. hybrid: the tiles backward (T = 8, 2 warps) on the lanes forward's states.
+        block_d = block_d or max(1, min(32, _next_pow2(width)))
+        lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (8 if n_pad <= 64 else 4)
+        chunk = chunk or lanes_chunk
+        unroll = unroll or max(1, 64 // n_pad)
+        if variant == "hybrid":
+            bwd_num_warps = 4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1)
+        num_warps = num_warps or max(1, block_d // 32)
+    elif platform == "gpu":
+        block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
+        chunk = chunk or (8 if n_pad <= 64 else 4)
+    unroll = unroll or chunk
+    if platform == "gpu":
+        time_block = _round_up(length, max(chunk, unroll))
+    num_warps = num_warps or (4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1))
+    if max(chunk, unroll) % min(chunk, unroll):
+        raise ValueError(f"unroll={unroll} and chunk={chunk} must divide one another")
+    if variant in ("tiles", "hybrid") and chunk & (chunk - 1):
+        raise ValueError(f"variant={variant!r} needs a power-of-two chunk, got {chunk}")
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
-                  _round_up(width, block_d), num_warps, variant)
+                  _round_up(width, block_d), num_warps, variant, unroll,
+                  bwd_num_warps or num_warps)
 
 
 # ---------------------------------------------------------------- padding helpers
@@ -134,18 +169,22 @@ def _padded_length(length, lay):
 
 
 def _prepare_bc(x, lay, length_pad):
-    """B or C (batch, L, N) / (batch, L, G, N) -> (batch, G, L_pad, N_pad), dtype kept;
-    (batch, G, N_pad, L_pad) for the tiles variant."""
+    """B or C (batch, L, N) / (batch, L, G, N) -> (batch, G, L_pad, N_pad), dtype kept."""
     x = x[:, :, None, :] if x.ndim == 3 else x
     x = _pad_axis(_pad_axis(x, 1, length_pad), 3, lay.n_state)
-    if lay.variant == "tiles":
-        return jnp.transpose(x, (0, 2, 3, 1))
     return jnp.swapaxes(x, 1, 2)
+
+
+def _kernel_bc(x, lay, backward=False):
+    """(batch, G, L_pad, N_pad) -> the layout and dtype the kernel reads (see _bc_layout)."""
+    order, as_f32 = _bc_layout(lay.variant, backward)
+    x = x.astype(jnp.float32) if as_f32 else x
+    return jnp.swapaxes(x, 2, 3) if order == "NL" else x
 
 
 # ---------------------------------------------------------------- pallas_call builders
 
-def _specs(lay, length_pad):
+def _specs(lay, length_pad, backward=False):
     """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid."""
     blocks_per_group = lay.group_width // lay.block_d
     T, n = lay.chunk, lay.n_state
@@ -169,8 +208,8 @@ def _specs(lay, length_pad):
                 "partial_vec": pl.BlockSpec((None, 1, lay.block_d), lambda b, j, k: (b, 0, j)),
             }[kind]
     else:
-        tiles = lay.variant == "tiles"
-        bc_block = (None, None, n, length_pad) if tiles else (None, None, length_pad, n)
+        transposed = _bc_layout(lay.variant, backward)[0] == "NL"
+        bc_block = (None, None, n, length_pad) if transposed else (None, None, length_pad, n)
 
         def spec(kind, reverse=False):
             del reverse
@@ -196,12 +235,13 @@ def _grid(lay, batch, dim_pad, length_pad):
     return grid
 
 
-def _compiler_params(lay):
+def _compiler_params(lay, backward=False):
     if lay.platform == "tpu":
         from jax.experimental.pallas import tpu as pltpu
         return pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary"))
     from jax.experimental.pallas import triton as pltriton
-    return pltriton.CompilerParams(num_warps=lay.num_warps, num_stages=1)
+    warps = lay.bwd_num_warps if backward else lay.num_warps
+    return pltriton.CompilerParams(num_warps=warps, num_stages=1)
 
 
 def _scratch(lay, shapes):
@@ -216,7 +256,7 @@ def _config(lay, length, opts, reverse_time=False):
     return ScanConfig(length=length, chunk=lay.chunk,
                       chunks_per_block=lay.time_block // lay.chunk, has_D=has_D, has_z=has_z,
                       has_bias=has_bias, softplus=softplus, carry=lay.platform == "tpu",
-                      reverse_time=reverse_time)
+                      reverse_time=reverse_time, unroll=lay.unroll or lay.chunk)
 
 
 def _input_specs(spec, opts, reverse=False):
@@ -241,7 +281,9 @@ def _forward_call(lay, length, opts, save_states, args):
         out_specs.append(spec("states"))
     out_shape.append(jax.ShapeDtypeStruct((batch, n, dim_pad), jnp.float32))
     out_specs.append(spec("state"))
-    kernel = fwd_kernel_tiles if lay.variant == "tiles" else fwd_kernel
+    kernel = KERNELS[lay.variant][0]
+    args = list(args)
+    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
     res = pl.pallas_call(
         functools.partial(kernel, cfg=cfg, save_states=save_states),
         grid=_grid(lay, batch, dim_pad, length_pad),
@@ -261,7 +303,10 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     batch, length_pad, dim_pad = u.shape
     n_blocks = dim_pad // lay.block_d
     cfg = _config(lay, length, opts, reverse_time=True)
-    spec = _specs(lay, length_pad)
+    spec = _specs(lay, length_pad, backward=True)
+    transposed = _bc_layout(lay.variant, backward=True)[0] == "NL"
+    args = list(args)
+    args[3], args[4] = _kernel_bc(B, lay, True), _kernel_bc(C, lay, True)
     n = lay.n_state
     rev = lay.platform == "tpu"
     seq_spec = spec("seq", rev)
@@ -273,28 +318,30 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
         z = args[5 + has_D]
         out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
         out_specs.append(seq_spec)
-    bc_dims = (n, length_pad) if lay.variant == "tiles" else (length_pad, n)
+    bc_dims = (n, length_pad) if transposed else (length_pad, n)
     partial_bc = jax.ShapeDtypeStruct((batch, n_blocks) + bc_dims, jnp.float32)
     partial_vec = jax.ShapeDtypeStruct((batch, 1, dim_pad), jnp.float32)
     out_shape += [partial_bc, partial_bc, jax.ShapeDtypeStruct((batch, n, dim_pad), jnp.float32),
                   partial_vec, partial_vec]
     out_specs += [spec("partial_bc", rev), spec("partial_bc", rev), spec("state"),
                   spec("partial_vec"), spec("partial_vec")]
-    kernel = bwd_kernel_tiles if lay.variant == "tiles" else bwd_kernel
+    kernel = KERNELS[lay.variant][1]
     res = list(pl.pallas_call(
         functools.partial(kernel, cfg=cfg),
         grid=_grid(lay, batch, dim_pad, length_pad),
         in_specs=in_specs, out_specs=out_specs, out_shape=out_shape,
         scratch_shapes=_scratch(lay, [(n, lay.block_d), (n, lay.block_d),
                                       (1, lay.block_d), (1, lay.block_d)]),
-        compiler_params=_compiler_params(lay), interpret=lay.interpret,
+        compiler_params=_compiler_params(lay, backward=True), interpret=lay.interpret,
         name="selective_scan_bwd",
     )(*args, dout, states, dlast))
     du, ddelta = res.pop(0), res.pop(0)
     dz = res.pop(0) if has_z else None
     dB_part, dC_part, dA_part, dD_part, dbias_part = res
-    dB = _sum_group_blocks(dB_part, lay).astype(B.dtype)
-    dC = _sum_group_blocks(dC_part, lay).astype(C.dtype)
+    dB, dC = _sum_group_blocks(dB_part, lay), _sum_group_blocks(dC_part, lay)
+    if transposed:                           # back to the (batch, G, L, N) layout of B, C
+        dB, dC = jnp.swapaxes(dB, 2, 3), jnp.swapaxes(dC, 2, 3)
+    dB, dC = dB.astype(B.dtype), dC.astype(C.dtype)
     dA = jnp.sum(dA_part, axis=0).astype(A_T.dtype)
     dD = jnp.sum(dD_part, axis=0).astype(args[5].dtype) if has_D else None
     dbias = jnp.sum(dbias_part, axis=0).astype(args[-1].dtype) if has_bias else None
@@ -392,7 +439,7 @@ def default_platform():
 def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
-                          time_block=None, variant=None):
+                          time_block=None, variant=None, unroll=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -420,7 +467,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
-                        time_block, variant)
+                        time_block, variant, unroll)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -47,7 +47,8 @@ class ScanConfig:
     chunks_per_block: chunks in one time block of a program (all of them on GPU);
     has_*: which optional inputs exist; softplus: apply softplus to delta;
     carry: state carried between time blocks of the grid in a scratch buffer (TPU);
-    reverse_time: the grid's time axis walks the time blocks last to first (backward).
+    reverse_time: the grid's time axis walks the time blocks last to first (backward);
+    unroll: steps per loop iteration of the lanes forward (0: chunk), see :mod:`.lanes`.
     """
     length: int
     chunk: int
@@ -58,6 +59,7 @@ class ScanConfig:
     softplus: bool
     carry: bool
     reverse_time: bool = False
+    unroll: int = 0
 
 
 def _softplus(x):

@@ -1,0 +1,154 @@
+"""Read the Triton kernels Pallas emits for the selective scan, without a GPU.
+
+    python benchmarks/triton_ir.py --variant lanes [--num-warps 1] [--length 4096] [--out DIR]
+
+Exports the forward and the gradient for CUDA (``jax.export``, as the lowering tests do) with
+``pallas_call(debug=True)``, which prints each kernel's Triton IR; runs that IR through the
+CUDA pipeline of a local ``triton`` package (ttir -> ttgir -> llir -> ptx -> cubin with the
+bundled ptxas, sm_90) and prints, per kernel: layout conversions, shared-memory operations,
+barriers, shuffles, ex2 instructions in the PTX, and ptxas' registers / spill bytes. This is
+the "read what costs no device time" step of benchmarks/NOTES.md. Needs ``triton`` (3.x)
+importable: ``pip install triton`` on a Linux x86 machine works without a GPU; or point
+``--triton-path`` at an unpacked wheel.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import io
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=False):
+    """{kernel name: Triton IR text} for the forward and backward of one shape."""
+    from jax.experimental import pallas as pl
+    from pallas_kernels.selective_scan import fused
+    from pallas_kernels.selective_scan.testing import random_inputs
+
+    args = random_inputs(jax.random.PRNGKey(0), batch, length, dim, n, None, jnp.bfloat16,
+                         with_z=with_z)
+    specs = [None if a is None else jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
+    present = tuple(i for i, a in enumerate(args) if a is not None)
+
+    def loss(*a):
+        out = fused.selective_scan_pallas(*a, delta_softplus=True, interpret=False,
+                                          platform="gpu", variant=variant, num_warps=num_warps)
+        return jnp.sum(out.astype(jnp.float32))
+
+    def grad(*a):
+        return jax.grad(loss, argnums=present)(*a)
+
+    buf = io.StringIO()
+    orig = fused.pl.pallas_call
+    fused.pl.pallas_call = functools.partial(orig, debug=True)
+    try:
+        with contextlib.redirect_stdout(buf):
+            triton_call = jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
+            jax.export.export(jax.jit(grad), platforms=["cuda"],
+                              disabled_checks=[triton_call])(*specs)
+    finally:
+        fused.pl.pallas_call = orig
+    del pl
+    mods = {}
+    for m in re.finditer(r"The Triton module for pallas_call (\w+).*?\n(.*?\n\} \[unknown\])",
+                         buf.getvalue(), re.S):
+        mods[m.group(1)] = _clean(m.group(2))
+    return mods
+
+
+def _clean(text):
+    """Drop location attributes so that the IR parses on its own."""
+    text = "\n".join(l for l in text.split("\n") if not l.startswith("#loc"))
+    text = re.sub(r' "[^"]*"\(#loc\d+\)', "", text)
+    text = re.sub(r" \[unknown\]|#loc\d*", "", text)
+    start = text.index("module")
+    return text[start:]
+
+
+def compile_counts(name, ttir, num_warps, out_dir):
+    """Run the Triton CUDA pipeline; return a dict of counts and ptxas' resource report."""
+    from triton._C.libtriton import ir
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import CUDABackend
+
+    backend = CUDABackend(GPUTarget("cuda", 90, 32))
+    path = os.path.join(out_dir, f"{name}.ttir")
+    with open(path, "w") as f:
+        f.write(ttir)
+    ctx = ir.context()
+    ir.load_dialects(ctx)
+    backend.load_dialects(ctx)
+    mod = ir.parse_mlir_module(path, ctx)
+    mod.context = ctx
+    opts = backend.parse_options(dict(num_warps=num_warps, num_stages=1))
+    md = {}
+    mod = backend.make_ttir(mod, md, opts, 90)
+    mod = backend.make_ttgir(mod, md, opts, 90)
+    ttgir = str(mod)
+    llir = backend.make_llir(mod, md, opts, 90)
+    ptx = backend.make_ptx(llir, md, opts, 90)
+    for ext, text in (("ttgir", ttgir), ("ll", llir), ("ptx", ptx)):
+        with open(os.path.join(out_dir, f"{name}.{ext}"), "w") as f:
+            f.write(text)
+    counts = {
+        "convert_layout": ttgir.count("ttg.convert_layout"),
+        "bar.sync": len(re.findall(r"\bbar\.sync|barrier\.sync", ptx)),
+        "shared ld/st": len(re.findall(r"\b(ld|st)\.shared", ptx)),
+        "shfl": ptx.count("shfl.sync"),
+        "ex2": ptx.count("ex2.approx"),
+        "ld.global": ptx.count("ld.global"),
+        "st.global": ptx.count("st.global"),
+    }
+    counts.update(_ptxas(ptx, md.get("name", name), out_dir, name))
+    return counts
+
+
+def _ptxas(ptx, kernel, out_dir, name):
+    """Registers and spill bytes from ptxas -v (the ptxas bundled with triton)."""
+    import triton
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    src = os.path.join(out_dir, f"{name}.ptx")
+    res = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", src, "-o",
+                          os.path.join(out_dir, f"{name}.cubin")],
+                         capture_output=True, text=True)
+    report = res.stderr
+    regs = re.search(r"Used (\d+) registers", report)
+    spill = re.search(r"(\d+) bytes spill stores", report)
+    return {"registers": int(regs.group(1)) if regs else None,
+            "spill_bytes": int(spill.group(1)) if spill else None,
+            "ptxas_rc": res.returncode}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--variant", default="lanes")
+    p.add_argument("--num-warps", type=int, default=None)
+    p.add_argument("--length", type=int, default=4096)
+    p.add_argument("--z", action="store_true", help="with the z gate")
+    p.add_argument("--out", default="/tmp/triton_ir")
+    p.add_argument("--triton-path", default=None)
+    a = p.parse_args()
+    if a.triton_path:
+        sys.path.insert(0, a.triton_path)
+    os.makedirs(a.out, exist_ok=True)
+    from pallas_kernels.selective_scan import choose_layout
+    lay = choose_layout(a.length, 1536, 16, 1, "gpu", False, num_warps=a.num_warps,
+                        variant=a.variant)
+    mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z)
+    for name, ttir in mods.items():
+        warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps
+        tag = f"{a.variant}_w{warps}_{name}"
+        print(tag, compile_counts(tag, ttir, warps, a.out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The "lanes" variant of the fused selective scan: one GPU lane per channel, N states each.
+
+Same maths and the same chunk walk as :mod:`.kernel` (see its docstring for the equations);
+what changes is who holds what. The state of a program is a Python list of N vectors
+``h[k]`` of shape (bd,), one per state index k, and every per-step value is a (bd,) row:
+
+    u_t, delta_t, z_t, dout_t, y_t   (bd,)     rows ``ref[t, :]``, one element per lane
+    B_t[k], C_t[k]                   scalars   ``ref[t, k]`` from B, C as (L, N) float32
+                                               (cast by the caller: no conversion per use):
+                                               the same address for every lane
+    h[k], A2[k], g[k], dA[k]         (bd,)     k = 0 .. N-1, unrolled in Python
+
+With bd = 32 x num_warps, Triton gives each lane one channel, so each lane owns all N states
+of its channel and the sums over N (y_t, the backward's C.g, B.g and the ddelta sum) are
+additions inside one thread: no shuffle, no shared memory, no barrier per step. The price is
+in the backward, whose dB_t[k], dC_t[k] are sums over the block's channels, i.e. over lanes:
+2N warp reductions (shuffles) per step. The forward saves the state at every chunk start
+(batch, L/T, N, D) like :mod:`.kernel`; the backward recomputes the T states of a chunk in
+registers (T x N values per lane, so T is small: 4 at N = 16).
+
+Parallelism is batch x D / bd single-warp programs (384 at batch 8, D 1536): under one warp
+per SM sub-partition, so the forward relies on the N independent states of a lane for
+latency hiding (ILP), not on other warps. GPU layout only.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from pallas_kernels.selective_scan.kernel import (LOG2E, _sigmoid, _split_refs, _step_delta,
+                                                  input_names)
+
+LN2 = math.log(2.0)
+
+
+def _load_chunk(ins, names, c, T, n):
+    """{name: [row (bd,) at step t for the T steps of chunk c]}, as stored (no cast), and
+    "B", "C": [[N scalars] for each step]: everything the chunk reads, issued together.
+
+    The kernels load chunk c + 1 while chunk c computes (the values travel in the loop
+    carry): with one warp per program nothing else hides a load's latency, and the compiler
+    cannot move loads above the previous chunk's stores."""
+    rows = {name: [ins[name][c * T + i, :] for i in range(T)] for name in names}
+    for name in ("B", "C"):
+        rows[name] = [[ins[name][c * T + i, k] for k in range(n)] for i in range(T)]
+    return rows
+
+
+def _state_rows(ref, n):
+    """The N (bd,) float32 rows of an (N, bd) ref."""
+    return [ref[k, :].astype(jnp.float32) for k in range(n)]
+
+
+def fwd_kernel_lanes(*refs, cfg, save_states: bool):
+    """Forward of one (batch, channel block) with one lane per channel (see module doc).
+
+    Inputs (kernel view): u, delta, z (Lp, bd); A (N, bd) float32; B, C (Lp, N) float32; D,
+    bias (1, bd). Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state
+    before every T-th step, T = cfg.chunk); last (N, bd). A loop iteration walks U =
+    cfg.unroll steps; U and T divide one another.
+    """
+    assert not cfg.carry, "the lanes variant has no TPU layout"
+    names = input_names(cfg)
+    ins = _split_refs(refs, names)
+    rest = refs[len(names):]
+    out_ref = rest[0]
+    states_ref = rest[1] if save_states else None
+    last_ref = rest[1 + save_states]
+
+    n = ins["A"].shape[0]
+    A2 = [a * LOG2E for a in _state_rows(ins["A"], n)]
+    Dskip = ins["D"][0, :].astype(jnp.float32) if cfg.has_D else None
+    bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
+    U, T = cfg.unroll, cfg.chunk
+    n_iter = cfg.chunks_per_block * T // U
+    fields = ("u", "delta") + ("z",) * cfg.has_z
+
+    def body(c, carry):
+        h, rows = carry
+        nxt = _load_chunk(ins, fields, jnp.minimum(c + 1, n_iter - 1), U, n)
+        ys, saved = [], []
+        for i in range(U):
+            if save_states and i % T == 0:
+                saved.append(h)              # the state before step c*U + i
+            t = c * U + i
+            d, _ = _step_delta(rows["delta"][i], bias, t, cfg.length, cfg)
+            u = rows["u"][i].astype(jnp.float32)
+            du = d * u
+            B_t, C_t = rows["B"][i], rows["C"][i]
+            h = [jnp.exp2(d * A2[k]) * h[k] + B_t[k] * du for k in range(n)]
+            y = sum(C_t[k] * h[k] for k in range(n))
+            if cfg.has_D:
+                y = y + Dskip * u
+            if cfg.has_z:
+                zt = rows["z"][i].astype(jnp.float32)
+                y = y * zt * _sigmoid(zt)
+            ys.append(y)
+        # Stores last: a load cannot be moved above a store to another buffer.
+        for i, y in enumerate(ys):
+            out_ref[c * U + i, :] = y.astype(out_ref.dtype)
+        if save_states and U >= T:
+            for j, hs in enumerate(saved):
+                for k in range(n):
+                    states_ref[c * (U // T) + j, k, :] = hs[k]
+        elif save_states:                    # one state every T // U iterations
+            @pl.when(jax.lax.rem(c, T // U) == 0)       # (jnp's % does not lower)
+            def _():
+                for k in range(n):
+                    states_ref[c // (T // U), k, :] = saved[0][k]
+        return h, nxt
+
+    h0 = [jnp.zeros(A2[0].shape, jnp.float32) for _ in range(n)]
+    h, _ = jax.lax.fori_loop(0, n_iter, body, (h0, _load_chunk(ins, fields, 0, U, n)))
+    for k in range(n):
+        last_ref[k, :] = h[k]
+
+
+def bwd_kernel_lanes(*refs, cfg):
+    """Backward of one (batch, channel block) with one lane per channel (see module doc).
+
+    Inputs: as the forward, plus dout (Lp, bd), states (Lp/T, N, bd), dlast (N, bd).
+    Outputs: du, ddelta [dz] (Lp, bd); dB, dC (Lp, N) float32 partial sums over this block's
+    channels; dA (N, bd), dD (1, bd), dbias (1, bd) float32 partial sums over time.
+    """
+    assert not cfg.carry, "the lanes variant has no TPU layout"
+    names = input_names(cfg, backward=True)
+    ins = _split_refs(refs, names)
+    outs = list(refs[len(names):])
+    du_ref, ddelta_ref = outs.pop(0), outs.pop(0)
+    dz_ref = outs.pop(0) if cfg.has_z else None
+    dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref = outs[:5]
+    row_refs = {"du": du_ref, "ddelta": ddelta_ref, "dz": dz_ref}
+
+    n = ins["A"].shape[0]
+    A2 = [a * LOG2E for a in _state_rows(ins["A"], n)]
+    Dskip = ins["D"][0, :].astype(jnp.float32) if cfg.has_D else None
+    bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
+    T, n_chunks = cfg.chunk, cfg.chunks_per_block
+    fields = ("u", "delta", "dout") + ("z",) * cfg.has_z
+
+    def load(c):
+        rows = _load_chunk(ins, fields, c, T, n)
+        rows["start"] = [ins["states"][c, k, :] for k in range(n)]
+        return rows
+
+    def chunk_body(j, carry):
+        g, dA, dD, dbias, rows = carry
+        c = n_chunks - 1 - j
+        nxt = load(jnp.maximum(c - 1, 0))
+        # Recompute the chunk's states; H[i] is the state before step i, a[i] its decay.
+        H, a, steps = [rows["start"]], [], []
+        for i in range(T):
+            t = c * T + i
+            d, raw = _step_delta(rows["delta"][i], bias, t, cfg.length, cfg)
+            u = rows["u"][i].astype(jnp.float32)
+            B_t = rows["B"][i]
+            a.append([jnp.exp2(d * A2[k]) for k in range(n)])
+            H.append([a[i][k] * H[i][k] + B_t[k] * (d * u) for k in range(n)])
+            steps.append((t, d, raw, u, B_t))
+        stores = []
+        for i in reversed(range(T)):
+            t, d, raw, u, B_t = steps[i]
+            C_t = rows["C"][i]
+            dout = rows["dout"][i].astype(jnp.float32)
+            row = {}
+            if cfg.has_z:
+                zt = rows["z"][i].astype(jnp.float32)
+                sz = _sigmoid(zt)
+                dy = dout * zt * sz
+                y = sum(C_t[k] * H[i + 1][k] for k in range(n))
+                if cfg.has_D:
+                    y = y + Dskip * u
+                row["dz"] = dout * y * sz * (1.0 + zt * (1.0 - sz))
+            else:
+                dy = dout
+            du_t = d * u
+            g = [g[k] + C_t[k] * dy for k in range(n)]
+            dC = [jnp.sum(H[i + 1][k] * dy) for k in range(n)]              # over lanes
+            dB = [jnp.sum(g[k] * du_t) for k in range(n)]
+            gB = sum(g[k] * B_t[k] for k in range(n))
+            gah = [g[k] * a[i][k] * H[i][k] for k in range(n)]
+            ddelta = LN2 * sum(gah[k] * A2[k] for k in range(n)) + gB * u
+            du = gB * d
+            if cfg.has_D:
+                du = du + Dskip * dy
+                dD = dD + dy * u
+            if cfg.softplus:
+                ddelta = ddelta * _sigmoid(raw)
+            ddelta = jnp.where(t < cfg.length, ddelta, 0.0)
+            if cfg.has_bias:
+                dbias = dbias + ddelta
+            row["du"], row["ddelta"] = du, ddelta
+            stores.append((t, row, dB, dC))
+            dA = [dA[k] + gah[k] * d for k in range(n)]
+            g = [g[k] * a[i][k] for k in range(n)]
+        for t, row, dB, dC in stores:
+            for name, value in row.items():
+                row_refs[name][t, :] = value.astype(row_refs[name].dtype)
+            for k in range(n):
+                dB_ref[t, k] = dB[k]
+                dC_ref[t, k] = dC[k]
+        return g, dA, dD, dbias, nxt
+
+    zeros = jnp.zeros(A2[0].shape, jnp.float32)
+    init = (_state_rows(ins["dlast"], n), [zeros] * n, zeros, zeros)
+    _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body,
+                                            init + (load(n_chunks - 1),))
+    for k in range(n):
+        dA_ref[k, :] = dA[k]
+    dD_ref[0, :] = dD
+    dbias_ref[0, :] = dbias
