@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session: build the anchor (background), compiled tests, benchmark sections.
 # Usage: bash benchmarks/gpu_session.sh "<pytest timeout s>" "<benchmark args>" ["<more args>"]
+# (PYTEST_K=expr: only the compiled tests matching it; NO_ANCHOR=1: no anchor build)
 # Logs and results.jsonl go to $OUT.
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD MAX_JOBS=16
@@ -13,7 +14,7 @@ if [ -z "${NO_ANCHOR:-}" ]; then  # NO_ANCHOR=1: skip the anchor build (~150 s o
   BUILD=$!
 fi
 if [ "$1" != "0" ]; then
-  timeout "$1" python3 -m pytest -q -m gpu tests/test_pallas_selective_scan.py -x -p no:cacheprovider \
+  timeout "$1" python3 -m pytest -q -m gpu tests/test_pallas_selective_scan.py -x -p no:cacheprovider ${PYTEST_K:+-k "$PYTEST_K"} \
     --durations=5 > "$OUT/gpu_tests.log" 2>&1
   echo "gpu tests rc=$?"; tail -3 "$OUT/gpu_tests.log"
 fi

@@ -52,12 +52,15 @@ class Layout(NamedTuple):
     """Static block sizes of one call (hashable: a ``custom_vjp`` static argument).
 
     platform: "gpu" or "tpu"; interpret: run the kernels in the Pallas interpreter;
-    block_d: channels per program; chunk: T, steps unrolled per chunk; time_block: steps
-    per grid step on TPU (the whole padded L on GPU); n_state: padded N; groups: G;
-    group_width: padded channels per group; num_warps: Triton warps per program;
-    variant: "tiles" (every per-step value 2-D, B and C transposed to (N, L); GPU layout
-    only; the GPU default, measured faster than v2 on an H100: BENCHMARKS.md) or "v2"
-    (per-step 1-D rows; the TPU layout's kernel), see :mod:`.kernel`.
+    block_d: channels per program; chunk: T, steps per chunk (unrolled; the forward saves
+    the state before every chunk for the backward); time_block: steps per grid step on TPU
+    (the whole padded L on GPU); n_state: padded N; groups: G; group_width: padded channels
+    per group; num_warps: Triton warps per program (bwd_num_warps: of the backward);
+    variant (see :mod:`.kernel`, :mod:`.lanes`): "v2" (per-step 1-D rows; the TPU layout's
+    kernel), "tiles" (every per-step value 2-D; GPU only), "lanes" (one lane per channel
+    holding its N states; GPU only), "hybrid" (the lanes forward and the tiles backward; the
+    GPU default at N <= 16, measured fastest on an H100: BENCHMARKS.md); unroll: steps per
+    loop iteration of the lanes forward.
     """
     platform: str
     interpret: bool
@@ -86,10 +89,13 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   unroll=None):
     """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
 
-    GPU: block_d = min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32
-    state of at most 1024 values), T = 8 steps a chunk (4 above N = 64, to bound the
-    registers the backward spends on the T recomputed states), 2 warps (4 from 1024 state
-    values); see benchmarks/NOTES.md for the sweep behind these.
+    GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
+    program, the forward walking 4 steps (64 / N_pad) a loop iteration; T = 4 (hybrid) or
+    32 / N_pad (lanes). Variant "tiles" (the default above N = 16) or "v2": block_d =
+    min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32 state of at most
+    1024 values), T = 8 steps a chunk (4 above N = 64, to bound the registers the backward
+    spends on the T recomputed states), 2 warps (4 from 1024 state values). The sweeps behind
+    these are in benchmarks/NOTES.md.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -101,7 +107,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         if time_block % chunk:
             raise ValueError(f"time_block={time_block} must be a multiple of chunk={chunk}")
     if variant is None:
-        variant = "tiles" if platform == "gpu" else "v2"
+        # GPU: hybrid where it was measured fastest (N = 16: BENCHMARKS.md, run 7), else tiles.
+        variant = ("hybrid" if n_pad <= 16 else "tiles") if platform == "gpu" else "v2"
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if variant in GPU_ONLY_VARIANTS and platform != "gpu":
@@ -113,7 +120,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # scalars); the lanes backward holds T x N recomputed states a lane, so T shrinks as N
         # grows. hybrid: the tiles backward (T = 8, 2 warps) on the lanes forward's states.
         block_d = block_d or max(1, min(32, _next_pow2(width)))
-        lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (8 if n_pad <= 64 else 4)
+        # hybrid: T = 4, where the tiles backward fits its registers at N = 16 (T = 8 spills
+        # 1.2 KB a thread and ran 2.8x slower: benchmarks/NOTES.md, run 7).
+        lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (4 if n_pad <= 16 else 8)
         chunk = chunk or lanes_chunk
         unroll = unroll or max(1, 64 // n_pad)
         if variant == "hybrid":
@@ -452,11 +461,11 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       return_last_state: also return h_L, (batch, D, N) float32.
       interpret: run in the Pallas interpreter; None means when the backend is the CPU.
       platform: "gpu" (Triton layout) or "tpu" (Mosaic layout); None picks by backend.
-      block_d, chunk, num_warps, time_block: override :func:`choose_layout`'s choices
-        (time_block: steps per grid step, TPU layout only).
-      variant: None (the layout's default: "tiles" on the GPU layout, "v2" on TPU), "tiles"
-        (every per-step value kept 2-D; GPU layout only) or "v2" (per-step 1-D rows); on an
-        H100 tiles ran 1.9 ms against v2's 2.4 ms forward (BENCHMARKS.md, run 3).
+      block_d, chunk, num_warps, time_block, unroll: override :func:`choose_layout`'s
+        choices (time_block: steps per grid step, TPU layout only; unroll: lanes forward).
+      variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
+        above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
+        measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
     Returns:
       out (batch, L, D) in u's dtype [, last state (batch, D, N) float32].
     """
