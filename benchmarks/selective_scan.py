@@ -208,7 +208,8 @@ def anchor_args(args):
     return mamba_anchor.to_channels_first(args)
 
 
-def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls, xla_max=None):
+def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls, xla_max=None,
+                modes=("fwd", "fwd+z", "bwd")):
     """Forward, forward+z and backward times of ours (each variant), xla and the anchor.
 
     xla_max: {mode: largest L at which the xla path is timed} (it stores (batch, L, D, N)
@@ -217,7 +218,7 @@ def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls, xla_max=No
     xla_max = xla_max or {}
     for name, dtype in DTYPES.items():
         for length in lengths:
-            for mode in ("fwd", "fwd+z", "bwd"):
+            for mode in modes:
                 args = inputs(length, dtype, with_z=mode == "fwd+z", seed=length)
                 row = dict(section="time", dtype=name, L=length, mode=mode, batch=BATCH, D=DIM,
                            N=N_STATE)
@@ -374,6 +375,7 @@ def main():
                    "[:unroll], e.g. lanes:32:1:2:4,tiles:32:2:8 (default: SWEEP x --variants)")
     p.add_argument("--dtypes", default="bf16,f32")
     p.add_argument("--token-modes", default="fwd,bwd")
+    p.add_argument("--modes", default="fwd,fwd+z,bwd", help="modes of the time section")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dim", type=int, default=1536)
     p.add_argument("--variants", default="tiles",
@@ -426,7 +428,7 @@ def main():
               dtypes=a.check_dtypes.split(",") if a.check_dtypes else None)
     if "time" in sections:
         bench_times(lengths, a.out, anchor, floors, a.reps, a.inner, a.impls.split(","),
-                    xla_max)
+                    xla_max, a.modes.split(","))
     if "memory" in sections:
         memory(lengths, a.out)
     if "tokens" in sections:
