@@ -41,7 +41,7 @@ from pallas_kernels.selective_scan.testing import random_inputs, rel_err  # noqa
 BATCH, DIM, N_STATE = 8, 1536, 16
 DTYPES = {"bf16": jnp.bfloat16, "f32": jnp.float32}
 RESULTS = []
-VARIANTS = ["tiles"]       # --variants: kernel variants of ours, timed side by side
+VARIANTS = ["default"]     # --variants: kernel variants of ours, timed side by side
 # (block_d, num_warps, chunk) layouts the sweep section tries
 SWEEP = [(16, 1, 16), (16, 2, 16), (32, 1, 16), (32, 2, 16), (32, 4, 16), (64, 2, 16),
          (64, 4, 16), (32, 2, 8), (128, 4, 8)]
@@ -100,8 +100,13 @@ def ours_impls():
     return ["ours"] if len(VARIANTS) == 1 else [f"ours_{v}" for v in VARIANTS]
 
 
+def lib_variant(v):
+    """The ``variant=`` argument for a --variants entry ("default": None, the library's)."""
+    return None if v == "default" else v
+
+
 def variant_of(impl):
-    return VARIANTS[0] if impl == "ours" else impl[len("ours_"):]
+    return lib_variant(VARIANTS[0] if impl == "ours" else impl[len("ours_"):])
 
 
 def expand_impls(impls):
@@ -176,7 +181,8 @@ def check(lengths, out_dir, anchor, grads=True, dtypes=None):
                 ref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*args)
                 row = dict(section="check", dtype=name, L=length, z=with_z)
                 for v in VARIANTS:
-                    row[f"rel_err_fwd_{v}"] = rel_err(ours_fwd(variant=v)(*args), ref)
+                    row[f"rel_err_fwd_{v}"] = rel_err(ours_fwd(variant=lib_variant(v))(*args),
+                                                      ref)
                 if anchor is not None:
                     targs = anchor_args(args)
                     a_out = anchor[0].forward(anchor[1], targs)[0]
@@ -194,7 +200,7 @@ def check(lengths, out_dir, anchor, grads=True, dtypes=None):
                                               .astype(jnp.float32) * dout)
                 gr = jax.jit(jax.grad(loss(selective_scan_ref), argnums=present))(*args)
                 for v in VARIANTS:
-                    g = jax.jit(jax.grad(loss(selective_scan_pallas, variant=v),
+                    g = jax.jit(jax.grad(loss(selective_scan_pallas, variant=lib_variant(v)),
                                          argnums=present))(*args)
                     errs = {f"d{i}": rel_err(a, b) for i, a, b in zip(present, g, gr)}
                     row = dict(section="check_grad", variant=v, dtype=name, L=length,
@@ -378,16 +384,19 @@ def main():
     p.add_argument("--modes", default="fwd,fwd+z,bwd", help="modes of the time section")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dim", type=int, default=1536)
-    p.add_argument("--variants", default="tiles",
-                   help="kernel variants of ours timed side by side, e.g. v2,tiles")
+    p.add_argument("--variants", default="default",
+                   help="kernel variants of ours timed side by side, e.g. hybrid,tiles "
+                   "(\"default\": selective_scan_pallas' own choice)")
     p.add_argument("--check-lengths", default=None, help="lengths of the check section "
                    "(default: --lengths)")
     p.add_argument("--check-dtypes", default=None, help="dtypes of the check section")
     p.add_argument("--no-check-grads", action="store_true")
     p.add_argument("--token-reps", type=int, default=10)
     p.add_argument("--token-max-log", type=int, default=20)
-    p.add_argument("--xla-max", default="",
-                   help="largest L timed for xla per dtype:mode, e.g. f32:bwd:4096,bf16:bwd:16384")
+    p.add_argument("--xla-max", default="bf16:bwd:2048,f32:bwd:2048",
+                   help="largest L timed for xla per dtype:mode, e.g. f32:bwd:4096,bf16:bwd:16384"
+                   " (default: the xla backward only to L 2048: at 4096 it ran out of the call's"
+                   " time in bf16 and out of memory in f32, BENCHMARKS.md run 9)")
     a = p.parse_args()
     globals().update(BATCH=a.batch, DIM=a.dim)
     VARIANTS[:] = a.variants.split(",")

@@ -1,0 +1,35 @@
+"""benchmarks/selective_scan.py runs end to end on the CPU (kernels interpreted, tiny shape).
+
+The GPU runs that fill BENCHMARKS.md use the same sections; this catches a broken script
+before a device call is spent on it."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_check_time_and_sweep_sections_write_rows(tmp_path):
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
+           "--sections", "check,time,sweep", "--no-anchor", "--impls", "ours,xla",
+           "--batch", "1", "--dim", "32", "--lengths", "16", "--sweep-length", "16",
+           "--sweep", "hybrid:32:1:4:4", "--dtypes", "f32", "--reps", "1", "--inner", "1",
+           "--out", str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+    by_section = {}
+    for r in rows:
+        by_section.setdefault(r["section"], []).append(r)
+    assert by_section["header"][0]["variants"] == ["default"]
+    checks = by_section["check"]
+    assert checks and all(r["rel_err_fwd_default"] < 1e-5 for r in checks)
+    assert all(r["max_rel_err"] < 1e-4 for r in by_section["check_grad"])
+    times = by_section["time"]
+    assert {r["mode"] for r in times} == {"fwd", "fwd+z", "bwd"}
+    assert all(r["ours_ms"] > 0 and r["xla_ms"] > 0 for r in times)
+    sweep = by_section["sweep"][0]
+    assert sweep["variant"] == "hybrid" and sweep["fwd_ms"] > 0 and sweep["bwd_ms"] > 0
+    assert "| f32 | 16 | bwd |" in res.stdout
