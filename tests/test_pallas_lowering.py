@@ -35,6 +35,12 @@ def _export(fn, specs, platform):
                              disabled_checks=[TRITON_CALL])(*[specs[i] for i in present])
 
 
+def _variant_args(variant):
+    """"name-segments": the variant with its forward cut into 4 time segments."""
+    name, _, segmented = variant.partition("-")
+    return dict(variant=name, segments=4 if segmented else None)
+
+
 CASES = [
     pytest.param(2, 300, 256, 16, None, jnp.bfloat16, True, id="bf16-all"),
     pytest.param(1, 77, 384, 8, 3, jnp.float32, False, id="f32-grouped-plain"),
@@ -43,7 +49,8 @@ CASES = [
 
 @pytest.mark.parametrize("platform,layout,variant", [("cuda", "gpu", "v2"), ("tpu", "tpu", "v2"),
                                                     ("cuda", "gpu", "tiles"),
-                                                    ("cuda", "gpu", "lanes"), ("cuda", "gpu", "hybrid")])
+                                                    ("cuda", "gpu", "lanes"), ("cuda", "gpu", "hybrid"),
+                                                    ("cuda", "gpu", "hybrid-segments")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
 def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
                                       dtype, with_optional):
@@ -52,7 +59,7 @@ def test_exports_forward_and_backward(platform, layout, variant, batch, length, 
     def forward(*args):
         return selective_scan_pallas(*args, delta_softplus=with_optional,
                                      return_last_state=True, interpret=False, platform=layout,
-                                     variant=variant)
+                                     **_variant_args(variant))
 
     def loss(*args):
         out, last = forward(*args)

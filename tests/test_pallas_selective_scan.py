@@ -105,6 +105,26 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
                      dict(layout, variant=variant))
 
 
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,softplus,layout", [
+    pytest.param(2, 21, 40, 6, 2, jnp.float32, True, dict(segments=3, chunk=2, unroll=2),
+                 id="hybrid-3seg-grouped"),
+    pytest.param(1, 37, 16, 4, None, jnp.float32, False, dict(segments=4, variant="lanes"),
+                 id="lanes-4seg-Lprime"),
+    pytest.param(2, 50, 32, 16, None, jnp.bfloat16, True, dict(segments=2), id="bf16-2seg"),
+])
+def test_segmented_forward_interpret(batch, length, dim, n, groups, dtype, softplus, layout):
+    """Time cut into segments run in parallel (pass 1: end states from zero; combine; pass 2
+    from the true states): the same outputs, last state and gradients as the reference."""
+    _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), softplus, True,
+                     layout)
+
+
+def test_segments_need_the_lanes_forward():
+    args = random_inputs(jax.random.PRNGKey(0), 1, 5, 4, 2)
+    with pytest.raises(ValueError, match="segments"):
+        selective_scan_pallas(*args, variant="tiles", segments=2, interpret=True)
+
+
 def test_tiles_variant_rejects_tpu_layout():
     args = random_inputs(jax.random.PRNGKey(0), 1, 5, 4, 2)
     with pytest.raises(ValueError, match="tiles"):

@@ -60,7 +60,8 @@ class Layout(NamedTuple):
     kernel), "tiles" (every per-step value 2-D; GPU only), "lanes" (one lane per channel
     holding its N states; GPU only), "hybrid" (the lanes forward and the tiles backward; the
     GPU default at N <= 16, measured fastest on an H100: BENCHMARKS.md); unroll: steps per
-    loop iteration of the lanes forward.
+    loop iteration of the lanes forward; segments: time segments the lanes forward runs in
+    parallel (see :func:`_forward_segmented`).
     """
     platform: str
     interpret: bool
@@ -74,6 +75,7 @@ class Layout(NamedTuple):
     variant: str = "v2"
     unroll: int = 0
     bwd_num_warps: int = 0
+    segments: int = 1
 
 
 def _next_pow2(n):
@@ -86,7 +88,7 @@ def _round_up(n, m):
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
-                  unroll=None):
+                  unroll=None, segments=None):
     """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
@@ -132,8 +134,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         chunk = chunk or (8 if n_pad <= 64 else 4)
     unroll = unroll or chunk
+    segments = segments or 1
+    if segments > 1 and variant not in ("lanes", "hybrid"):
+        raise ValueError(f"segments={segments} needs variant 'lanes' or 'hybrid', got {variant!r}")
     if platform == "gpu":
-        time_block = _round_up(length, max(chunk, unroll))
+        time_block = _round_up(length, segments * max(chunk, unroll))
     num_warps = num_warps or (4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1))
     if max(chunk, unroll) % min(chunk, unroll):
         raise ValueError(f"unroll={unroll} and chunk={chunk} must divide one another")
@@ -141,7 +146,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"variant={variant!r} needs a power-of-two chunk, got {chunk}")
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
                   _round_up(width, block_d), num_warps, variant, unroll,
-                  bwd_num_warps or num_warps)
+                  bwd_num_warps or num_warps, segments)
 
 
 # ---------------------------------------------------------------- padding helpers
@@ -268,6 +273,70 @@ def _config(lay, length, opts, reverse_time=False):
                       reverse_time=reverse_time, unroll=lay.unroll or lay.chunk)
 
 
+def _forward_segmented(lay, length, opts, save_states, args):
+    """The lanes forward with time cut into P = lay.segments segments run in parallel.
+
+    P x the programs (the lanes forward alone has batch x D / 32 single-warp programs),
+    for ~1.6x the instructions:
+
+      pass 1   each segment from a zero state: its end state e_p and sum(delta) s_p
+               (states only: no C, no y), grid (batch, D / bd, P)
+      combine  h_in_0 = 0,  h_in_p = exp(A s_{p-1}) h_in_{p-1} + e_{p-1}    (XLA, P steps)
+      pass 2   the forward of each segment from h_in_p: out, the saved states, last state
+
+    Returns what :func:`_forward_call` returns (the backward is unchanged).
+    """
+    u, A_T = args[0], args[2]
+    batch, length_pad, dim_pad = u.shape
+    P, n, bd = lay.segments, lay.n_state, lay.block_d
+    seg = length_pad // P
+    cfg = ScanConfig(length=length, chunk=lay.chunk, chunks_per_block=seg // lay.chunk,
+                     has_D=opts[0], has_z=opts[1], has_bias=opts[2], softplus=opts[3],
+                     carry=False, unroll=lay.unroll, segments=P)
+    blocks_per_group = lay.group_width // bd
+    per_segment = pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j))
+    kinds = {
+        "seq": pl.BlockSpec((None, seg, bd), lambda b, j, p: (b, p, j)),
+        "A": pl.BlockSpec((n, bd), lambda b, j, p: (0, j)),
+        "bc": pl.BlockSpec((None, None, seg, n),
+                           lambda b, j, p: (b, jax.lax.div(j, blocks_per_group), p, 0)),
+        "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
+    }
+    in_specs = _input_specs(lambda k, r=False: kinds[k], opts)
+    grid = (batch, dim_pad // bd, P)
+    args = list(args)
+    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
+    per_p = jax.ShapeDtypeStruct((batch, P, n, dim_pad), jnp.float32)
+    call = functools.partial(pl.pallas_call, grid=grid, compiler_params=_compiler_params(lay),
+                             interpret=lay.interpret)
+    ends, dsum = call(
+        functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=False, end_state_only=True),
+        in_specs=in_specs,
+        out_specs=[per_segment, pl.BlockSpec((None, None, 1, bd), lambda b, j, p: (b, p, 0, j))],
+        out_shape=[per_p, jax.ShapeDtypeStruct((batch, P, 1, dim_pad), jnp.float32)],
+        name="selective_scan_fwd_ends")(*args)
+    decay = jnp.exp(A_T * dsum)                                   # (batch, P, N, D)
+
+    def combine(h, x):
+        dec, end = x
+        return dec * h + end, h
+    _, h_in = jax.lax.scan(combine, jnp.zeros_like(ends[:, 0]),
+                           (jnp.moveaxis(decay, 1, 0), jnp.moveaxis(ends, 1, 0)))
+    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
+    out_specs = [kinds["seq"]]
+    if save_states:
+        T = lay.chunk
+        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // T, n, dim_pad), jnp.float32))
+        out_specs.append(pl.BlockSpec((None, seg // T, n, bd), lambda b, j, p: (b, p, 0, j)))
+    out_shape.append(per_p)
+    out_specs.append(per_segment)
+    res = call(functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=save_states),
+               in_specs=in_specs + [per_segment], out_specs=out_specs, out_shape=out_shape,
+               name="selective_scan_fwd")(*args, jnp.moveaxis(h_in, 0, 1))
+    last = res[-1][:, P - 1]
+    return res[0], (res[1] if save_states else None), last
+
+
 def _input_specs(spec, opts, reverse=False):
     has_D, has_z, has_bias, _ = opts
     kinds = ["seq", "seq", "A", "bc", "bc"] + ["vec"] * has_D + ["seq"] * has_z
@@ -277,6 +346,8 @@ def _input_specs(spec, opts, reverse=False):
 
 def _forward_call(lay, length, opts, save_states, args):
     """Run the forward kernel on padded args; returns (out, states or None, last)."""
+    if lay.segments > 1:
+        return _forward_segmented(lay, length, opts, save_states, args)
     u = args[0]
     batch, length_pad, dim_pad = u.shape
     cfg = _config(lay, length, opts)
@@ -448,7 +519,7 @@ def default_platform():
 def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
-                          time_block=None, variant=None, unroll=None):
+                          time_block=None, variant=None, unroll=None, segments=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -461,8 +532,10 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       return_last_state: also return h_L, (batch, D, N) float32.
       interpret: run in the Pallas interpreter; None means when the backend is the CPU.
       platform: "gpu" (Triton layout) or "tpu" (Mosaic layout); None picks by backend.
-      block_d, chunk, num_warps, time_block, unroll: override :func:`choose_layout`'s
-        choices (time_block: steps per grid step, TPU layout only; unroll: lanes forward).
+      block_d, chunk, num_warps, time_block, unroll, segments: override
+        :func:`choose_layout`'s choices (time_block: steps per grid step, TPU layout only;
+        unroll: lanes forward; segments: time segments of the lanes forward run in parallel,
+        default 1; untimed on a GPU so far, see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -476,7 +549,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
-                        time_block, variant, unroll)
+                        time_block, variant, unroll, segments)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -48,7 +48,9 @@ class ScanConfig:
     has_*: which optional inputs exist; softplus: apply softplus to delta;
     carry: state carried between time blocks of the grid in a scratch buffer (TPU);
     reverse_time: the grid's time axis walks the time blocks last to first (backward);
-    unroll: steps per loop iteration of the lanes forward (0: chunk), see :mod:`.lanes`.
+    unroll: steps per loop iteration of the lanes forward (0: chunk), see :mod:`.lanes`;
+    segments: time segments of the lanes forward run in parallel (grid axis 2), see
+    :mod:`.fused`.
     """
     length: int
     chunk: int
@@ -60,6 +62,7 @@ class ScanConfig:
     carry: bool
     reverse_time: bool = False
     unroll: int = 0
+    segments: int = 1
 
 
 def _softplus(x):

@@ -36,7 +36,7 @@ from pallas_kernels.selective_scan.kernel import (LOG2E, _sigmoid, _split_refs, 
 LN2 = math.log(2.0)
 
 
-def _load_chunk(ins, names, c, T, n):
+def _load_chunk(ins, names, c, T, n, bc=("B", "C")):
     """{name: [row (bd,) at step t for the T steps of chunk c]}, as stored (no cast), and
     "B", "C": [[N scalars] for each step]: everything the chunk reads, issued together.
 
@@ -44,7 +44,7 @@ def _load_chunk(ins, names, c, T, n):
     carry): with one warp per program nothing else hides a load's latency, and the compiler
     cannot move loads above the previous chunk's stores."""
     rows = {name: [ins[name][c * T + i, :] for i in range(T)] for name in names}
-    for name in ("B", "C"):
+    for name in bc:
         rows[name] = [[ins[name][c * T + i, k] for k in range(n)] for i in range(T)]
     return rows
 
@@ -54,21 +54,31 @@ def _state_rows(ref, n):
     return [ref[k, :].astype(jnp.float32) for k in range(n)]
 
 
-def fwd_kernel_lanes(*refs, cfg, save_states: bool):
-    """Forward of one (batch, channel block) with one lane per channel (see module doc).
+def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False):
+    """Forward of one (batch, channel block[, time segment]), one lane per channel.
 
     Inputs (kernel view): u, delta, z (Lp, bd); A (N, bd) float32; B, C (Lp, N) float32; D,
-    bias (1, bd). Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state
-    before every T-th step, T = cfg.chunk); last (N, bd). A loop iteration walks U =
-    cfg.unroll steps; U and T divide one another.
+    bias (1, bd); with ``cfg.segments > 1`` also h0 (N, bd), the state before the segment.
+    Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state before every
+    T-th step, T = cfg.chunk); last (N, bd). A loop iteration walks U = cfg.unroll steps; U
+    and T divide one another.
+
+    ``end_state_only`` (pass 1 of a segmented forward, see :mod:`.fused`): no C, z, y; the
+    outputs are the state at the segment's end started from zero, last (N, bd), and the sum
+    of delta over the segment, dsum (1, bd) (its decay is exp(A dsum)).
     """
     assert not cfg.carry, "the lanes variant has no TPU layout"
-    names = input_names(cfg)
+    segmented = cfg.segments > 1
+    names = input_names(cfg) + ["h0"] * (segmented and not end_state_only)
     ins = _split_refs(refs, names)
     rest = refs[len(names):]
-    out_ref = rest[0]
-    states_ref = rest[1] if save_states else None
-    last_ref = rest[1 + save_states]
+    if end_state_only:
+        out_ref = states_ref = None
+        last_ref, dsum_ref = rest
+    else:
+        out_ref = rest[0]
+        states_ref = rest[1] if save_states else None
+        last_ref = rest[1 + save_states]
 
     n = ins["A"].shape[0]
     A2 = [a * LOG2E for a in _state_rows(ins["A"], n)]
@@ -76,21 +86,28 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool):
     bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
     U, T = cfg.unroll, cfg.chunk
     n_iter = cfg.chunks_per_block * T // U
-    fields = ("u", "delta") + ("z",) * cfg.has_z
+    limit = cfg.length - (pl.program_id(2) * (n_iter * U) if segmented else 0)
+    with_y = not end_state_only
+    fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y)
+    bc = ("B", "C") if with_y else ("B",)
 
     def body(c, carry):
-        h, rows = carry
-        nxt = _load_chunk(ins, fields, jnp.minimum(c + 1, n_iter - 1), U, n)
+        h, dsum, rows = carry
+        nxt = _load_chunk(ins, fields, jnp.minimum(c + 1, n_iter - 1), U, n, bc)
         ys, saved = [], []
         for i in range(U):
             if save_states and i % T == 0:
                 saved.append(h)              # the state before step c*U + i
             t = c * U + i
-            d, _ = _step_delta(rows["delta"][i], bias, t, cfg.length, cfg)
+            d, _ = _step_delta(rows["delta"][i], bias, t, limit, cfg)
             u = rows["u"][i].astype(jnp.float32)
             du = d * u
-            B_t, C_t = rows["B"][i], rows["C"][i]
+            B_t = rows["B"][i]
             h = [jnp.exp2(d * A2[k]) * h[k] + B_t[k] * du for k in range(n)]
+            if not with_y:
+                dsum = dsum + d
+                continue
+            C_t = rows["C"][i]
             y = sum(C_t[k] * h[k] for k in range(n))
             if cfg.has_D:
                 y = y + Dskip * u
@@ -110,12 +127,16 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool):
             def _():
                 for k in range(n):
                     states_ref[c // (T // U), k, :] = saved[0][k]
-        return h, nxt
+        return h, dsum, nxt
 
-    h0 = [jnp.zeros(A2[0].shape, jnp.float32) for _ in range(n)]
-    h, _ = jax.lax.fori_loop(0, n_iter, body, (h0, _load_chunk(ins, fields, 0, U, n)))
+    zeros = jnp.zeros(A2[0].shape, jnp.float32)
+    h0 = _state_rows(ins["h0"], n) if "h0" in ins else [zeros] * n
+    h, dsum, _ = jax.lax.fori_loop(0, n_iter, body,
+                                   (h0, zeros, _load_chunk(ins, fields, 0, U, n, bc)))
     for k in range(n):
         last_ref[k, :] = h[k]
+    if end_state_only:
+        dsum_ref[0, :] = dsum
 
 
 def bwd_kernel_lanes(*refs, cfg):
