@@ -323,12 +323,14 @@ def tokens(out_dir, anchor, reps, inner, modes, max_log=20):
 def sweep(out_dir, length, reps, inner, points=None):
     """Layouts of ours (block_d, chunk, num_warps) at one shape, forward and backward, bf16.
 
-    ``points``: [(variant, block_d, num_warps, chunk[, unroll])]; default SWEEP x --variants."""
+    ``points``: [(variant, block_d, num_warps, chunk[, unroll[, segments]])]; default
+    SWEEP x --variants."""
     args = inputs(length, jnp.bfloat16, seed=3)
     points = points or [(v,) + x for x in SWEEP for v in VARIANTS]
-    for variant, block_d, num_warps, chunk, *unroll in points:
+    for variant, block_d, num_warps, chunk, *more in points:
+        unroll, segments = (list(more) + [None, None])[:2]
         layout = dict(block_d=block_d, num_warps=num_warps, chunk=chunk, variant=variant,
-                      unroll=unroll[0] if unroll else None)
+                      unroll=unroll, segments=segments)
         row = dict(section="sweep", L=length, **layout)
         try:
             fwd = ours_fwd(**layout)
@@ -378,7 +380,8 @@ def main():
     p.add_argument("--inner", type=int, default=5)
     p.add_argument("--sweep-length", type=int, default=4096)
     p.add_argument("--sweep", default="", help="sweep points variant:block_d:num_warps:chunk"
-                   "[:unroll], e.g. lanes:32:1:2:4,tiles:32:2:8 (default: SWEEP x --variants)")
+                   "[:unroll[:segments]], e.g. hybrid:32:1:4:4:4,tiles:32:2:8 "
+                   "(default: SWEEP x --variants)")
     p.add_argument("--dtypes", default="bf16,f32")
     p.add_argument("--token-modes", default="fwd,bwd")
     p.add_argument("--modes", default="fwd,fwd+z,bwd", help="modes of the time section")

@@ -14,7 +14,7 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
            "--sections", "check,time,sweep", "--no-anchor", "--impls", "ours,xla",
            "--batch", "1", "--dim", "32", "--lengths", "16", "--sweep-length", "16",
-           "--sweep", "hybrid:32:1:4:4", "--dtypes", "f32", "--reps", "1", "--inner", "1",
+           "--sweep", "hybrid:32:1:4:4:2", "--dtypes", "f32", "--reps", "1", "--inner", "1",
            "--out", str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
