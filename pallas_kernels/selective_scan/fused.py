@@ -78,6 +78,11 @@ class Layout(NamedTuple):
     segments: int = 1
 
 
+def _tile_warps(n_pad, block_d):
+    """Warps for an (N_pad, block_d) state tile: 4 from 1024 values, 2 from 128, else 1."""
+    return 4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1)
+
+
 def _next_pow2(n):
     return 1 << max(0, (int(n) - 1).bit_length())
 
@@ -120,7 +125,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # One lane per channel: 32 channels a warp, N states a lane. The forward unrolls
         # `unroll` steps per loop iteration (its registers: 2 x unroll x N prefetched B, C
         # scalars); the lanes backward holds T x N recomputed states a lane, so T shrinks as N
-        # grows. hybrid: the tiles backward (T = 8, 2 warps) on the lanes forward's states.
+        # grows. hybrid: the tiles backward (its own warps) on the lanes forward's states.
         block_d = block_d or max(1, min(32, _next_pow2(width)))
         # hybrid: T = 4, where the tiles backward fits its registers at N = 16 (T = 8 spills
         # 1.2 KB a thread and ran 2.8x slower: benchmarks/NOTES.md, run 7).
@@ -128,7 +133,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         chunk = chunk or lanes_chunk
         unroll = unroll or max(1, 64 // n_pad)
         if variant == "hybrid":
-            bwd_num_warps = 4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1)
+            bwd_num_warps = _tile_warps(n_pad, block_d)
         num_warps = num_warps or max(1, block_d // 32)
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
@@ -139,7 +144,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"segments={segments} needs variant 'lanes' or 'hybrid', got {variant!r}")
     if platform == "gpu":
         time_block = _round_up(length, segments * max(chunk, unroll))
-    num_warps = num_warps or (4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1))
+    num_warps = num_warps or _tile_warps(n_pad, block_d)
     if max(chunk, unroll) % min(chunk, unroll):
         raise ValueError(f"unroll={unroll} and chunk={chunk} must divide one another")
     if variant in ("tiles", "hybrid") and chunk & (chunk - 1):
