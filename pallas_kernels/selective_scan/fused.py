@@ -18,6 +18,7 @@ the time block (delta masked to 0 past the true L inside the kernel).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -295,9 +296,8 @@ def _forward_segmented(lay, length, opts, save_states, args):
     batch, length_pad, dim_pad = u.shape
     P, n, bd = lay.segments, lay.n_state, lay.block_d
     seg = length_pad // P
-    cfg = ScanConfig(length=length, chunk=lay.chunk, chunks_per_block=seg // lay.chunk,
-                     has_D=opts[0], has_z=opts[1], has_bias=opts[2], softplus=opts[3],
-                     carry=False, unroll=lay.unroll, segments=P)
+    cfg = dataclasses.replace(_config(lay, length, opts), chunks_per_block=seg // lay.chunk,
+                              segments=P)
     blocks_per_group = lay.group_width // bd
     per_segment = pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j))
     kinds = {
