@@ -70,26 +70,19 @@ def test_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
     _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last, layout)
 
 
-# The GPU layout's default variant is "tiles" (the cases above); "v2" (per-step 1-D rows,
-# also the TPU layout's kernel) on the same GPU-layout cases.
+# The cases above run the GPU layout's default variant ("hybrid" at N <= 16, "tiles" above);
+# "v2" (per-step 1-D rows, also the TPU layout's kernel) and "lanes" on the same cases.
 V2_CASES = [c for c in INTERPRET_CASES if c.id in ("L1-plain", "Lprime-Dtail-Npad-all",
                                                      "grouped-Dg-tail", "bf16-grouped-all")]
 
 
+@pytest.mark.parametrize("variant", ["v2", "lanes"])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,softplus,last,layout",
                          V2_CASES)
-def test_v2_variant_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
-                                                   softplus, last, layout):
+def test_variant_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
+                                             softplus, last, layout, variant):
     _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last,
-                     dict(layout, variant="v2"))
-
-
-@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,softplus,last,layout",
-                         V2_CASES)
-def test_lanes_variant_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
-                                                   softplus, last, layout):
-    _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last,
-                     dict(layout, variant="lanes"))
+                     dict(layout, variant=variant))
 
 
 @pytest.mark.parametrize("variant,layout", [

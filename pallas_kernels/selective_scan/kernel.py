@@ -130,6 +130,39 @@ def input_names(cfg, backward=False):
     return names
 
 
+def backward_refs(refs, cfg):
+    """Split a backward kernel's refs: (inputs by name, {"du", "ddelta", "dz"} output refs
+    (dz None without z), [dB, dC, dA, dD, dbias] refs, scratch refs (TPU carry))."""
+    names = input_names(cfg, backward=True)
+    ins = _split_refs(refs, names)
+    outs = list(refs[len(names):])
+    rows = {"du": outs.pop(0), "ddelta": outs.pop(0)}
+    rows["dz"] = outs.pop(0) if cfg.has_z else None
+    return ins, rows, outs[:5], outs[5:]
+
+
+def step_output(y, u, z_raw, Dskip, cfg):
+    """out_t = (y_t + D u_t) silu(z_t) from y_t = C_t . h_t (each part when present)."""
+    if cfg.has_D:
+        y = y + Dskip * u
+    if cfg.has_z:
+        zt = z_raw.astype(jnp.float32)
+        y = y * zt * _sigmoid(zt)
+    return y
+
+
+def gate_grads(dout, y_of, u, z_raw, Dskip, cfg):
+    """(dy, dz) through out = (y + D u) silu(z); ``y_of()`` computes y = C . h (called after
+    dy, the order the measured kernels were emitted in). Call only with z present."""
+    zt = z_raw.astype(jnp.float32)
+    sz = _sigmoid(zt)
+    dy = dout * zt * sz
+    y = y_of()
+    if cfg.has_D:
+        y = y + Dskip * u
+    return dy, dout * y * sz * (1.0 + zt * (1.0 - sz))
+
+
 def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
     """Forward of one (batch, channel block[, time block]).
 
@@ -169,12 +202,7 @@ def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
             C_t = rows["C"][i].astype(jnp.float32)
             h = jnp.exp2(_row(d) * A2) * h + _column(B_t) * _row(d * u)
             y = jnp.sum(h * _column(C_t), axis=0)
-            if cfg.has_D:
-                y = y + Dskip * u
-            if cfg.has_z:
-                zt = rows["z"][i].astype(jnp.float32)
-                y = y * zt * _sigmoid(zt)
-            ys.append(y)
+            ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
         for i, y in enumerate(ys):
             out_ref[c * T + i, :] = y.astype(out_ref.dtype)
         return h, nxt
@@ -204,14 +232,8 @@ def bwd_kernel(*refs, cfg: ScanConfig):
     this block's channels; dA (N, bd), dD (1, bd), dbias (1, bd) float32 partial sums over
     this program's steps. With ``cfg.carry``, scratch holds g, dA, dD, dbias between blocks.
     """
-    names = input_names(cfg, backward=True)
-    ins = _split_refs(refs, names)
-    outs = list(refs[len(names):])
-    du_ref, ddelta_ref = outs.pop(0), outs.pop(0)
-    dz_ref = outs.pop(0) if cfg.has_z else None
-    dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref = outs[:5]
-    scratch = outs[5:]
-    out_refs = {"du": du_ref, "ddelta": ddelta_ref, "dz": dz_ref, "dB": dB_ref, "dC": dC_ref}
+    ins, out_refs, (dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref), scratch = backward_refs(refs, cfg)
+    out_refs.update(dB=dB_ref, dC=dC_ref)
 
     A = ins["A"][...].astype(jnp.float32)
     A2 = A * LOG2E
@@ -251,13 +273,9 @@ def bwd_kernel(*refs, cfg: ScanConfig):
             dout = rows["dout"][i].astype(jnp.float32)
             row = {}
             if cfg.has_z:
-                zt = rows["z"][i].astype(jnp.float32)
-                sz = _sigmoid(zt)
-                dy = dout * zt * sz
-                y = jnp.sum(H[i + 1] * _column(C_t), axis=0)
-                if cfg.has_D:
-                    y = y + Dskip * u
-                row["dz"] = dout * y * sz * (1.0 + zt * (1.0 - sz))
+                dy, row["dz"] = gate_grads(
+                    dout, lambda: jnp.sum(H[i + 1] * _column(C_t), axis=0),
+                    u, rows["z"][i], Dskip, cfg)
             else:
                 dy = dout
             g = g + _column(C_t) * _row(dy)
@@ -377,12 +395,7 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
             C_t = rows["C"][i].astype(jnp.float32)
             h = jnp.exp2(d * A2) * h + B_t * (d * u)
             y = jnp.sum(h * C_t, axis=0, keepdims=True)                       # (1, bd)
-            if cfg.has_D:
-                y = y + Dskip * u
-            if cfg.has_z:
-                zt = rows["z"][i].astype(jnp.float32)
-                y = y * zt * _sigmoid(zt)
-            ys.append(y)
+            ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
         out_ref[pl.ds(c * T, T), :] = _gather_rows(ys).astype(out_ref.dtype)
         return h, nxt
 
@@ -399,13 +412,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
     dB, dC (N, Lb) float32 partial sums over this block's channels (transposed); dA (N, bd),
     dD, dbias (1, bd)."""
     assert not cfg.carry, "the tiles variant has no TPU layout"
-    names = input_names(cfg, backward=True)
-    ins = _split_refs(refs, names)
-    outs = list(refs[len(names):])
-    du_ref, ddelta_ref = outs.pop(0), outs.pop(0)
-    dz_ref = outs.pop(0) if cfg.has_z else None
-    dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref = outs[:5]
-    row_refs = {"du": du_ref, "ddelta": ddelta_ref, "dz": dz_ref}
+    ins, row_refs, (dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref), _ = backward_refs(refs, cfg)
 
     A = ins["A"][...].astype(jnp.float32)
     A2 = A * LOG2E
@@ -444,13 +451,9 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             dout = rows["dout"][i].astype(jnp.float32)
             row = {}
             if cfg.has_z:
-                zt = rows["z"][i].astype(jnp.float32)
-                sz = _sigmoid(zt)
-                dy = dout * zt * sz
-                y = jnp.sum(H[i + 1] * C_t, axis=0, keepdims=True)
-                if cfg.has_D:
-                    y = y + Dskip * u
-                row["dz"] = dout * y * sz * (1.0 + zt * (1.0 - sz))
+                dy, row["dz"] = gate_grads(
+                    dout, lambda: jnp.sum(H[i + 1] * C_t, axis=0, keepdims=True),
+                    u, rows["z"][i], Dskip, cfg)
             else:
                 dy = dout
             g = g + C_t * dy

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (LOG2E, _sigmoid, _split_refs, _step_delta,
-                                                  input_names)
+                                                  backward_refs, gate_grads, input_names,
+                                                  step_output)
 
 LN2 = math.log(2.0)
 
@@ -109,12 +110,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
                 continue
             C_t = rows["C"][i]
             y = sum(C_t[k] * h[k] for k in range(n))
-            if cfg.has_D:
-                y = y + Dskip * u
-            if cfg.has_z:
-                zt = rows["z"][i].astype(jnp.float32)
-                y = y * zt * _sigmoid(zt)
-            ys.append(y)
+            ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
         # Stores last: a load cannot be moved above a store to another buffer.
         for i, y in enumerate(ys):
             out_ref[c * U + i, :] = y.astype(out_ref.dtype)
@@ -147,13 +143,7 @@ def bwd_kernel_lanes(*refs, cfg):
     channels; dA (N, bd), dD (1, bd), dbias (1, bd) float32 partial sums over time.
     """
     assert not cfg.carry, "the lanes variant has no TPU layout"
-    names = input_names(cfg, backward=True)
-    ins = _split_refs(refs, names)
-    outs = list(refs[len(names):])
-    du_ref, ddelta_ref = outs.pop(0), outs.pop(0)
-    dz_ref = outs.pop(0) if cfg.has_z else None
-    dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref = outs[:5]
-    row_refs = {"du": du_ref, "ddelta": ddelta_ref, "dz": dz_ref}
+    ins, row_refs, (dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref), _ = backward_refs(refs, cfg)
 
     n = ins["A"].shape[0]
     A2 = [a * LOG2E for a in _state_rows(ins["A"], n)]
@@ -188,13 +178,9 @@ def bwd_kernel_lanes(*refs, cfg):
             dout = rows["dout"][i].astype(jnp.float32)
             row = {}
             if cfg.has_z:
-                zt = rows["z"][i].astype(jnp.float32)
-                sz = _sigmoid(zt)
-                dy = dout * zt * sz
-                y = sum(C_t[k] * H[i + 1][k] for k in range(n))
-                if cfg.has_D:
-                    y = y + Dskip * u
-                row["dz"] = dout * y * sz * (1.0 + zt * (1.0 - sz))
+                dy, row["dz"] = gate_grads(
+                    dout, lambda: sum(C_t[k] * H[i + 1][k] for k in range(n)),
+                    u, rows["z"][i], Dskip, cfg)
             else:
                 dy = dout
             du_t = d * u
