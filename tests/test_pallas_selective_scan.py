@@ -214,3 +214,18 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     f32 = dtype == jnp.float32
     check_against_reference(args, kwargs, dict(interpret=False, variant=variant),
                             tol=1e-4 if f32 else 1e-2, grad_tol=1e-3 if f32 else 3e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
+@pytest.mark.parametrize("segments", [2, 5])
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES[:2])
+def test_segmented_forward_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
+                                        segments):
+    """The segmented forward (hybrid) compiled: values, last state and gradients."""
+    args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
+                         *(everything,) * 3, for_softplus=everything)
+    kwargs = dict(delta_softplus=everything, return_last_state=everything)
+    f32 = dtype == jnp.float32
+    check_against_reference(args, kwargs, dict(interpret=False, segments=segments),
+                            tol=1e-4 if f32 else 1e-2, grad_tol=1e-3 if f32 else 3e-2)
