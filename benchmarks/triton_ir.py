@@ -125,9 +125,40 @@ def _ptxas(ptx, kernel, out_dir, name):
     report = res.stderr
     regs = re.search(r"Used (\d+) registers", report)
     spill = re.search(r"(\d+) bytes spill stores", report)
-    return {"registers": int(regs.group(1)) if regs else None,
-            "spill_bytes": int(spill.group(1)) if spill else None,
-            "ptxas_rc": res.returncode}
+    counts = {"registers": int(regs.group(1)) if regs else None,
+              "spill_bytes": int(spill.group(1)) if spill else None,
+              "ptxas_rc": res.returncode}
+    if res.returncode == 0:
+        counts.update(_sass_loop(os.path.join(out_dir, f"{name}.cubin")))
+    return counts
+
+
+def _sass_loop(cubin):
+    """The longest loop of the SASS (the kernel's time loop): its instruction count and the
+    opcodes that fill it (cuobjdump, bundled with triton)."""
+    import triton
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
+                        "cuobjdump")
+    sass = subprocess.run([tool, "-sass", cubin], capture_output=True, text=True).stdout
+    instrs = [(int(m.group(1), 16), m.group(2), m.group(3)) for m in re.finditer(
+        r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)[^;]*;", sass)]
+    loops = [(addr - int(t, 16), int(t, 16), addr) for addr, _, op in instrs if op == "BRA"
+             for t in re.findall(r"BRA\s+(?:`\(\.L_x_\d+\)\s*)?0x([0-9a-f]+)",
+                                 _line(sass, addr)) if int(t, 16) < addr]
+    if not loops:
+        return {}
+    _, start, end = max(loops)
+    body = [op for addr, _, op in instrs if start <= addr <= end]
+    ops = {}
+    for op in body:
+        ops[op] = ops.get(op, 0) + 1
+    top = sorted(ops.items(), key=lambda kv: -kv[1])[:8]
+    return {"loop_sass": len(body), "loop_ops": dict(top)}
+
+
+def _line(sass, addr):
+    m = re.search(rf"/\*{addr:04x}\*/[^;]*;", sass)
+    return m.group(0) if m else ""
 
 
 def main():

@@ -126,6 +126,56 @@ def test_tiles_variant_rejects_tpu_layout():
         selective_scan_pallas(*args, variant="v9", interpret=True)
 
 
+def test_default_segments_from_batch_dim_and_length():
+    """The lanes forward's time segments: enough programs (batch x D / 32 x P >= 1536) with
+    segments of >= 256 steps; none for the tiles variant; an explicit value wins."""
+    def segments(length, dim, batch, **kw):
+        return choose_layout(length, dim, 16, 1, "gpu", False, batch=batch, **kw).segments
+    assert segments(4096, 1536, 8) == 4          # 384 programs -> 1536
+    assert segments(16384, 1536, 1) == 32        # 48 -> 1536, segments of 512 steps
+    assert segments(2048, 1536, 1) == 8          # capped by the 256-step segments
+    assert segments(300, 1536, 1) == 1
+    assert segments(4096, 1536, 64) == 1         # already 3072 programs
+    assert segments(4096, 1536, 8, segments=1) == 1
+    assert segments(4096, 1536, 8, variant="tiles") == 1
+
+
+def _softplus_reference(x):
+    x = np.asarray(x, np.float64)
+    return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20))))
+
+
+def test_kernel_softplus_and_sigmoid_match_float64():
+    """The kernels' softplus (exp2, log2 of 1 + e or a 5-term series for e <= 1/16) and
+    sigmoid (exp2): relative error against float64 over the range delta takes."""
+    from pallas_kernels.selective_scan.kernel import _sigmoid, _softplus
+    x = jnp.linspace(-40.0, 40.0, 200_001, dtype=jnp.float32)
+    ref = _softplus_reference(x)
+    # float32 rounding of x log2(e) alone gives 6e-8 |x log2 e|: 3.5e-6 at |x| = 40
+    assert np.max(np.abs(np.asarray(_softplus(x), np.float64) - ref) / ref) < 3e-6
+    sig = 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+    assert np.max(np.abs(np.asarray(_sigmoid(x), np.float64) - sig) / sig) < 3e-6
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
+def test_kernel_softplus_fast_math_compiled_gpu():
+    """softplus with the GPU's lg2.approx (the compiled kernels' path), inside a kernel."""
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as pltriton
+    from pallas_kernels.selective_scan.kernel import _softplus
+    x = jnp.linspace(-40.0, 40.0, 1 << 17, dtype=jnp.float32)
+
+    def kernel(x_ref, o_ref):
+        o_ref[...] = _softplus(x_ref[...], fast=True)
+    got = pl.pallas_call(kernel, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype),
+                         grid=(x.size // 1024,), in_specs=[pl.BlockSpec((1024,), lambda i: (i,))],
+                         out_specs=pl.BlockSpec((1024,), lambda i: (i,)),
+                         compiler_params=pltriton.CompilerParams(num_warps=4))(x)
+    ref = _softplus_reference(x)
+    assert np.max(np.abs(np.asarray(got, np.float64) - ref) / ref) < 1e-5
+
+
 def _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last, layout):
     args = random_inputs(jax.random.PRNGKey(length * 31 + dim), batch, length, dim, n, groups,
                          dtype, *opts, for_softplus=softplus)

@@ -79,6 +79,13 @@ class Layout(NamedTuple):
     segments: int = 1
 
 
+# The lanes forward's time segments (choose_layout): enough single-warp programs for ~3 a
+# SM sub-partition on an H100 (132 SMs x 4), segments long enough that linking them (p - 1
+# steps) stays small. Measured at batch 8 and 1 (benchmarks/NOTES.md, v5).
+SEGMENT_PROGRAMS = 1536
+MIN_SEGMENT = 256
+
+
 def _tile_warps(n_pad, block_d):
     """Warps for an (N_pad, block_d) state tile: 4 from 1024 values, 2 from 128, else 1."""
     return 4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1)
@@ -94,8 +101,8 @@ def _round_up(n, m):
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
-                  unroll=None, segments=None):
-    """Block sizes for (L, D, N, G) on ``platform``; explicit arguments override them.
+                  unroll=None, segments=None, batch=1):
+    """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
     program, the forward walking 4 steps (64 / N_pad) a loop iteration; T = 4 (hybrid) or
@@ -104,6 +111,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     1024 values), T = 8 steps a chunk (4 above N = 64, to bound the registers the backward
     spends on the T recomputed states), 2 warps (4 from 1024 state values). The sweeps behind
     these are in benchmarks/NOTES.md.
+    The lanes forward (lanes, hybrid) is cut into P time segments (see
+    :func:`_forward_segmented`): the smallest power of two P giving batch x D / 32 x P >=
+    SEGMENT_PROGRAMS programs, with segments of at least MIN_SEGMENT steps.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -140,6 +150,12 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         chunk = chunk or (8 if n_pad <= 64 else 4)
     unroll = unroll or chunk
+    if segments is None and variant in ("lanes", "hybrid"):
+        programs = batch * groups * -(-width // block_d)
+        segments = 1
+        while (programs * segments < SEGMENT_PROGRAMS
+               and length >= 2 * segments * MIN_SEGMENT):
+            segments *= 2
     segments = segments or 1
     if segments > 1 and variant not in ("lanes", "hybrid"):
         raise ValueError(f"segments={segments} needs variant 'lanes' or 'hybrid', got {variant!r}")
@@ -276,30 +292,32 @@ def _config(lay, length, opts, reverse_time=False):
     return ScanConfig(length=length, chunk=lay.chunk,
                       chunks_per_block=lay.time_block // lay.chunk, has_D=has_D, has_z=has_z,
                       has_bias=has_bias, softplus=softplus, carry=lay.platform == "tpu",
-                      reverse_time=reverse_time, unroll=lay.unroll or lay.chunk)
+                      reverse_time=reverse_time, unroll=lay.unroll or lay.chunk,
+                      fast_math=lay.platform == "gpu" and not lay.interpret)
 
 
 def _forward_segmented(lay, length, opts, save_states, args):
     """The lanes forward with time cut into P = lay.segments segments run in parallel.
 
     P x the programs (the lanes forward alone has batch x D / 32 single-warp programs),
-    for ~1.6x the instructions:
+    for ~(2P - 1) / P x the instructions:
 
-      pass 1   each segment from a zero state: its end state e_p and sum(delta) s_p
-               (states only: no C, no y), grid (batch, D / bd, P)
-      combine  h_in_0 = 0,  h_in_p = exp(A s_{p-1}) h_in_{p-1} + e_{p-1}    (XLA, P steps)
-      pass 2   the forward of each segment from h_in_p: out, the saved states, last state
+      pass 1   segments 0 .. P-2 from a zero state: end state e_p and sum(delta) s_p
+               (states only: no C, no y), grid (batch, D / bd, P - 1)
+      pass 2   the forward of each segment p, grid (batch, D / bd, P), from the state
+               h_in_p its program links first: h_in_0 = 0,
+               h_in_p = exp(A s_{p-1}) h_in_{p-1} + e_{p-1}      (p - 1 steps of N exps)
+               -> out, the saved states, last state
 
     Returns what :func:`_forward_call` returns (the backward is unchanged).
     """
-    u, A_T = args[0], args[2]
+    u = args[0]
     batch, length_pad, dim_pad = u.shape
     P, n, bd = lay.segments, lay.n_state, lay.block_d
     seg = length_pad // P
     cfg = dataclasses.replace(_config(lay, length, opts), chunks_per_block=seg // lay.chunk,
                               segments=P)
     blocks_per_group = lay.group_width // bd
-    per_segment = pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j))
     kinds = {
         "seq": pl.BlockSpec((None, seg, bd), lambda b, j, p: (b, p, j)),
         "A": pl.BlockSpec((n, bd), lambda b, j, p: (0, j)),
@@ -308,36 +326,33 @@ def _forward_segmented(lay, length, opts, save_states, args):
         "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
     }
     in_specs = _input_specs(lambda k, r=False: kinds[k], opts)
-    grid = (batch, dim_pad // bd, P)
     args = list(args)
     args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
-    per_p = jax.ShapeDtypeStruct((batch, P, n, dim_pad), jnp.float32)
-    call = functools.partial(pl.pallas_call, grid=grid, compiler_params=_compiler_params(lay),
+    call = functools.partial(pl.pallas_call, compiler_params=_compiler_params(lay),
                              interpret=lay.interpret)
-    ends, dsum = call(
+    ends_shape = jax.ShapeDtypeStruct((batch, P - 1, n, dim_pad), jnp.float32)
+    dsums_shape = jax.ShapeDtypeStruct((batch, P - 1, 1, dim_pad), jnp.float32)
+    ends, dsums = call(
         functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=False, end_state_only=True),
-        in_specs=in_specs,
-        out_specs=[per_segment, pl.BlockSpec((None, None, 1, bd), lambda b, j, p: (b, p, 0, j))],
-        out_shape=[per_p, jax.ShapeDtypeStruct((batch, P, 1, dim_pad), jnp.float32)],
-        name="selective_scan_fwd_ends")(*args)
-    decay = jnp.exp(A_T * dsum)                                   # (batch, P, N, D)
-
-    def combine(h, x):
-        dec, end = x
-        return dec * h + end, h
-    _, h_in = jax.lax.scan(combine, jnp.zeros_like(ends[:, 0]),
-                           (jnp.moveaxis(decay, 1, 0), jnp.moveaxis(ends, 1, 0)))
+        grid=(batch, dim_pad // bd, P - 1), in_specs=in_specs,
+        out_specs=[pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j)),
+                   pl.BlockSpec((None, None, 1, bd), lambda b, j, p: (b, p, 0, j))],
+        out_shape=[ends_shape, dsums_shape], name="selective_scan_fwd_ends")(*args)
+    # pass 2: every program reads all P - 1 end states of its (batch, channel block)
+    in_specs = in_specs + [pl.BlockSpec((None, P - 1, n, bd), lambda b, j, p: (b, 0, 0, j)),
+                           pl.BlockSpec((None, P - 1, 1, bd), lambda b, j, p: (b, 0, 0, j))]
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [kinds["seq"]]
     if save_states:
         T = lay.chunk
         out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // T, n, dim_pad), jnp.float32))
         out_specs.append(pl.BlockSpec((None, seg // T, n, bd), lambda b, j, p: (b, p, 0, j)))
-    out_shape.append(per_p)
-    out_specs.append(per_segment)
+    # the last state is the last segment's end: each program writes its own (batch, P, N, D)
+    out_shape.append(jax.ShapeDtypeStruct((batch, P, n, dim_pad), jnp.float32))
+    out_specs.append(pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j)))
     res = call(functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=save_states),
-               in_specs=in_specs + [per_segment], out_specs=out_specs, out_shape=out_shape,
-               name="selective_scan_fwd")(*args, jnp.moveaxis(h_in, 0, 1))
+               grid=(batch, dim_pad // bd, P), in_specs=in_specs, out_specs=out_specs,
+               out_shape=out_shape, name="selective_scan_fwd")(*args, ends, dsums)
     last = res[-1][:, P - 1]
     return res[0], (res[1] if save_states else None), last
 
@@ -540,7 +555,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       block_d, chunk, num_warps, time_block, unroll, segments: override
         :func:`choose_layout`'s choices (time_block: steps per grid step, TPU layout only;
         unroll: lanes forward; segments: time segments of the lanes forward run in parallel,
-        default 1; untimed on a GPU so far, see benchmarks/NOTES.md).
+        by default chosen from batch x D and L, 1 to disable; see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -554,7 +569,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
-                        time_block, variant, unroll, segments)
+                        time_block, variant, unroll, segments, batch=batch)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -24,30 +24,31 @@ latency hiding (ILP), not on other warps. GPU layout only.
 """
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from pallas_kernels.selective_scan.kernel import (LOG2E, _sigmoid, _split_refs, _step_delta,
+from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _sigmoid, _split_refs, _step_delta,
                                                   backward_refs, gate_grads, input_names,
                                                   step_output)
 
-LN2 = math.log(2.0)
+
+def _load_step(ins, names, t, n, bc=("B", "C")):
+    """{name: row (bd,) at step t} as stored (no cast), and for B, C: [N scalars]."""
+    row = {name: ins[name][t, :] for name in names}
+    row.update({name: [ins[name][t, k] for k in range(n)] for name in bc})
+    return row
 
 
 def _load_chunk(ins, names, c, T, n, bc=("B", "C")):
-    """{name: [row (bd,) at step t for the T steps of chunk c]}, as stored (no cast), and
-    "B", "C": [[N scalars] for each step]: everything the chunk reads, issued together.
+    """{name: [its value at step t for the T steps of chunk c]} (see :func:`_load_step`):
+    everything the chunk reads, issued together.
 
     The kernels load chunk c + 1 while chunk c computes (the values travel in the loop
     carry): with one warp per program nothing else hides a load's latency, and the compiler
     cannot move loads above the previous chunk's stores."""
-    rows = {name: [ins[name][c * T + i, :] for i in range(T)] for name in names}
-    for name in bc:
-        rows[name] = [[ins[name][c * T + i, k] for k in range(n)] for i in range(T)]
-    return rows
+    steps = [_load_step(ins, names, c * T + i, n, bc) for i in range(T)]
+    return {name: [step[name] for step in steps] for name in steps[0]}
 
 
 def _state_rows(ref, n):
@@ -55,11 +56,22 @@ def _state_rows(ref, n):
     return [ref[k, :].astype(jnp.float32) for k in range(n)]
 
 
+def _segment_start(ins, A2, p, n):
+    """The state before segment p of a segmented forward, from the end states of segments
+    0 .. p-1 run from zero (pass 1): h = 0, then h <- exp2(A2 dsum_q) h + end_q for q < p."""
+    def link(q, h):
+        dsum = ins["dsums"][q, 0, :]
+        return [jnp.exp2(dsum * A2[k]) * h[k] + ins["ends"][q, k, :] for k in range(n)]
+    zeros = jnp.zeros(A2[0].shape, jnp.float32)
+    return jax.lax.fori_loop(0, p, link, [zeros] * n)
+
+
 def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False):
     """Forward of one (batch, channel block[, time segment]), one lane per channel.
 
     Inputs (kernel view): u, delta, z (Lp, bd); A (N, bd) float32; B, C (Lp, N) float32; D,
-    bias (1, bd); with ``cfg.segments > 1`` also h0 (N, bd), the state before the segment.
+    bias (1, bd); with ``cfg.segments`` = P > 1 also the end states (P-1, N, bd) and the
+    delta sums (P-1, 1, bd) of pass 1, from which the program links its segment's start state.
     Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state before every
     T-th step, T = cfg.chunk); last (N, bd). A loop iteration walks U = cfg.unroll steps; U
     and T divide one another.
@@ -67,10 +79,14 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     ``end_state_only`` (pass 1 of a segmented forward, see :mod:`.fused`): no C, z, y; the
     outputs are the state at the segment's end started from zero, last (N, bd), and the sum
     of delta over the segment, dsum (1, bd) (its decay is exp(A dsum)).
+
+    Loads are software-pipelined by step: step i of the next iteration is loaded right after
+    step i computes, into the registers step i's values free (loading a whole iteration
+    ahead kept both sets live and cost ~100 register moves an iteration).
     """
     assert not cfg.carry, "the lanes variant has no TPU layout"
     segmented = cfg.segments > 1
-    names = input_names(cfg) + ["h0"] * (segmented and not end_state_only)
+    names = input_names(cfg) + ["ends", "dsums"] * (segmented and not end_state_only)
     ins = _split_refs(refs, names)
     rest = refs[len(names):]
     if end_state_only:
@@ -87,30 +103,31 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
     U, T = cfg.unroll, cfg.chunk
     n_iter = cfg.chunks_per_block * T // U
-    limit = cfg.length - (pl.program_id(2) * (n_iter * U) if segmented else 0)
+    segment = pl.program_id(2) if segmented else 0
+    limit = cfg.length - segment * (n_iter * U)
     with_y = not end_state_only
     fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y)
     bc = ("B", "C") if with_y else ("B",)
 
     def body(c, carry):
         h, dsum, rows = carry
-        nxt = _load_chunk(ins, fields, jnp.minimum(c + 1, n_iter - 1), U, n, bc)
-        ys, saved = [], []
+        ahead = jnp.minimum(c + 1, n_iter - 1) * U
+        ys, saved, nxt = [], [], []
         for i in range(U):
             if save_states and i % T == 0:
                 saved.append(h)              # the state before step c*U + i
             t = c * U + i
-            d, _ = _step_delta(rows["delta"][i], bias, t, limit, cfg)
-            u = rows["u"][i].astype(jnp.float32)
+            row = rows[i]
+            d, _ = _step_delta(row["delta"], bias, t, limit, cfg)
+            u = row["u"].astype(jnp.float32)
             du = d * u
-            B_t = rows["B"][i]
-            h = [jnp.exp2(d * A2[k]) * h[k] + B_t[k] * du for k in range(n)]
-            if not with_y:
+            h = [jnp.exp2(d * A2[k]) * h[k] + row["B"][k] * du for k in range(n)]
+            if with_y:
+                y = sum(row["C"][k] * h[k] for k in range(n))
+                ys.append(step_output(y, u, row["z"] if cfg.has_z else None, Dskip, cfg))
+            else:
                 dsum = dsum + d
-                continue
-            C_t = rows["C"][i]
-            y = sum(C_t[k] * h[k] for k in range(n))
-            ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
+            nxt.append(_load_step(ins, fields, ahead + i, n, bc))
         # Stores last: a load cannot be moved above a store to another buffer.
         for i, y in enumerate(ys):
             out_ref[c * U + i, :] = y.astype(out_ref.dtype)
@@ -126,9 +143,9 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         return h, dsum, nxt
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    h0 = _state_rows(ins["h0"], n) if "h0" in ins else [zeros] * n
-    h, dsum, _ = jax.lax.fori_loop(0, n_iter, body,
-                                   (h0, zeros, _load_chunk(ins, fields, 0, U, n, bc)))
+    h0 = _segment_start(ins, A2, segment, n) if "ends" in ins else [zeros] * n
+    first = [_load_step(ins, fields, i, n, bc) for i in range(U)]
+    h, dsum, _ = jax.lax.fori_loop(0, n_iter, body, (h0, zeros, first))
     for k in range(n):
         last_ref[k, :] = h[k]
     if end_state_only:
