@@ -79,11 +79,13 @@ class Layout(NamedTuple):
     segments: int = 1
 
 
-# The lanes forward's time segments (choose_layout): enough single-warp programs for ~3 a
-# SM sub-partition on an H100 (132 SMs x 4), segments long enough that linking them (p - 1
-# steps) stays small. Measured at batch 8 and 1 (benchmarks/NOTES.md, v5).
-SEGMENT_PROGRAMS = 1536
+# The lanes forward's time segments (choose_layout): enough single-warp programs for ~12 an
+# SM sub-partition on an H100 (132 SMs x 4), segments long enough, and few enough, that
+# linking them (program p walks p - 1 end states) stays small. Measured at batch 8 and 1
+# (benchmarks/NOTES.md, v6).
+SEGMENT_PROGRAMS = 6144
 MIN_SEGMENT = 256
+MAX_SEGMENTS = 32
 
 
 def _tile_warps(n_pad, block_d):
@@ -113,7 +115,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     these are in benchmarks/NOTES.md.
     The lanes forward (lanes, hybrid) is cut into P time segments (see
     :func:`_forward_segmented`): the smallest power of two P giving batch x D / 32 x P >=
-    SEGMENT_PROGRAMS programs, with segments of at least MIN_SEGMENT steps.
+    SEGMENT_PROGRAMS programs, at most MAX_SEGMENTS, with segments of at least MIN_SEGMENT
+    steps; it walks 32 / N_pad steps an iteration then, 64 / N_pad unsegmented.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -135,28 +138,31 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if variant in ("lanes", "hybrid"):
         # One lane per channel: 32 channels a warp, N states a lane. The forward unrolls
         # `unroll` steps per loop iteration (its registers: 2 x unroll x N prefetched B, C
-        # scalars); the lanes backward holds T x N recomputed states a lane, so T shrinks as N
+        # scalars; chosen below with the segments); the lanes backward holds T x N recomputed states a lane, so T shrinks as N
         # grows. hybrid: the tiles backward (its own warps) on the lanes forward's states.
         block_d = block_d or max(1, min(32, _next_pow2(width)))
         # hybrid: T = 4, where the tiles backward fits its registers at N = 16 (T = 8 spills
         # 1.2 KB a thread and ran 2.8x slower: benchmarks/NOTES.md, run 7).
         lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (4 if n_pad <= 16 else 8)
         chunk = chunk or lanes_chunk
-        unroll = unroll or max(1, 64 // n_pad)
         if variant == "hybrid":
             bwd_num_warps = _tile_warps(n_pad, block_d)
         num_warps = num_warps or max(1, block_d // 32)
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         chunk = chunk or (8 if n_pad <= 64 else 4)
-    unroll = unroll or chunk
     if segments is None and variant in ("lanes", "hybrid"):
         programs = batch * groups * -(-width // block_d)
         segments = 1
-        while (programs * segments < SEGMENT_PROGRAMS
+        while (programs * segments < SEGMENT_PROGRAMS and segments < MAX_SEGMENTS
                and length >= 2 * segments * MIN_SEGMENT):
             segments *= 2
     segments = segments or 1
+    if variant in ("lanes", "hybrid"):
+        # 4 steps an iteration at N = 16 alone (fewer instructions a step), 2 when segments
+        # supply the warps (168 registers instead of 255: 3 warps a sub-partition, not 2)
+        unroll = unroll or max(1, (64 if segments == 1 else 32) // n_pad)
+    unroll = unroll or chunk
     if segments > 1 and variant not in ("lanes", "hybrid"):
         raise ValueError(f"segments={segments} needs variant 'lanes' or 'hybrid', got {variant!r}")
     if platform == "gpu":
