@@ -128,18 +128,19 @@ def test_tiles_variant_rejects_tpu_layout():
 
 def test_default_segments_from_batch_dim_and_length():
     """The lanes forward's time segments: enough programs (batch x D / 32 x P >= 6144), at
-    most 32, with segments of >= 256 steps; none for the tiles variant; an explicit value
+    most 32, with segments of >= 128 steps; none for the tiles variant; an explicit value
     wins. Its loop walks 2 steps an iteration when segmented (N = 16), else 4."""
     def layout(length, dim, batch, **kw):
         return choose_layout(length, dim, 16, 1, "gpu", False, batch=batch, **kw)
     assert layout(4096, 1536, 8).segments == 16          # 384 programs -> 6144
     assert layout(16384, 1536, 1).segments == 32         # 48 -> 1536: at most 32
-    assert layout(2048, 1536, 1).segments == 8           # 256-step segments
-    assert layout(300, 1536, 1).segments == 1
+    assert layout(2048, 1536, 1).segments == 16          # 128-step segments
+    assert layout(2048, 1536, 8).segments == 16
+    assert layout(200, 1536, 1).segments == 1
     assert layout(4096, 1536, 128).segments == 1         # already 6144 programs
     assert layout(4096, 1536, 8, segments=1).segments == 1
     assert layout(4096, 1536, 8, variant="tiles").segments == 1
-    assert layout(4096, 1536, 8).unroll == 2 and layout(300, 1536, 1).unroll == 4
+    assert layout(4096, 1536, 8).unroll == 2 and layout(200, 1536, 1).unroll == 4
     assert layout(4096, 1536, 8, unroll=4).unroll == 4
 
 

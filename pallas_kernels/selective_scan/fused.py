@@ -84,7 +84,7 @@ class Layout(NamedTuple):
 # linking them (program p walks p - 1 end states) stays small. Measured at batch 8 and 1
 # (benchmarks/NOTES.md, v6).
 SEGMENT_PROGRAMS = 6144
-MIN_SEGMENT = 256
+MIN_SEGMENT = 128
 MAX_SEGMENTS = 32
 
 
