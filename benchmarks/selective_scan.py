@@ -294,11 +294,11 @@ def memory(lengths, out_dir):
         print(row, flush=True)
 
 
-def tokens(out_dir, anchor, reps, inner, modes, max_log=20):
+def tokens(out_dir, anchor, reps, inner, modes, max_log=20, min_log=12):
     """Batch 1, L = 2^12 .. 2^max_log: time per token of forward (and backward) (bf16).
 
     One warm-up call (at L = 2^20 a call of ours takes ~0.5 s: 48 programs in all)."""
-    for log_l in range(12, max_log + 1, 2):
+    for log_l in range(min_log, max_log + 1, 2):
         length = 1 << log_l
         args = inputs(length, jnp.bfloat16, batch=1, seed=log_l)
         row = dict(section="tokens", L=length, batch=1)
@@ -396,6 +396,7 @@ def main():
     p.add_argument("--no-check-grads", action="store_true")
     p.add_argument("--token-reps", type=int, default=10)
     p.add_argument("--token-max-log", type=int, default=20)
+    p.add_argument("--token-min-log", type=int, default=12)
     p.add_argument("--xla-max", default="bf16:bwd:2048,f32:bwd:2048",
                    help="largest L timed for xla per dtype:mode, e.g. f32:bwd:4096,bf16:bwd:16384"
                    " (default: the xla backward only to L 2048: at 4096 it ran out of the call's"
@@ -444,7 +445,8 @@ def main():
     if "memory" in sections:
         memory(lengths, a.out)
     if "tokens" in sections:
-        tokens(a.out, anchor, a.token_reps, 1, a.token_modes.split(","), a.token_max_log)
+        tokens(a.out, anchor, a.token_reps, 1, a.token_modes.split(","), a.token_max_log,
+               a.token_min_log)
     print_table()
 
 
