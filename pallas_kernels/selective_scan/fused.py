@@ -107,7 +107,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
-    program, the forward walking 4 steps (64 / N_pad) a loop iteration; T = 4 (hybrid) or
+    program, the forward walking 2 or 4 steps a loop iteration (see below); T = 4 (hybrid) or
     32 / N_pad (lanes). Variant "tiles" (the default above N = 16) or "v2": block_d =
     min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32 state of at most
     1024 values), T = 8 steps a chunk (4 above N = 64, to bound the registers the backward
@@ -138,8 +138,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if variant in ("lanes", "hybrid"):
         # One lane per channel: 32 channels a warp, N states a lane. The forward unrolls
         # `unroll` steps per loop iteration (its registers: 2 x unroll x N prefetched B, C
-        # scalars; chosen below with the segments); the lanes backward holds T x N recomputed states a lane, so T shrinks as N
-        # grows. hybrid: the tiles backward (its own warps) on the lanes forward's states.
+        # scalars; chosen below, with the segments); the lanes backward holds T x N
+        # recomputed states a lane, so T shrinks as N grows. hybrid: the tiles backward (its
+        # own warps) on the lanes forward's states.
         block_d = block_d or max(1, min(32, _next_pow2(width)))
         # hybrid: T = 4, where the tiles backward fits its registers at N = 16 (T = 8 spills
         # 1.2 KB a thread and ran 2.8x slower: benchmarks/NOTES.md, run 7).

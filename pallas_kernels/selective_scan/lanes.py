@@ -19,8 +19,9 @@ in the backward, whose dB_t[k], dC_t[k] are sums over the block's channels, i.e.
 registers (T x N values per lane, so T is small: 4 at N = 16).
 
 Parallelism is batch x D / bd single-warp programs (384 at batch 8, D 1536): under one warp
-per SM sub-partition, so the forward relies on the N independent states of a lane for
-latency hiding (ILP), not on other warps. GPU layout only.
+per SM sub-partition. So the forward is cut into time segments run in parallel
+(``cfg.segments``, see :func:`pallas_kernels.selective_scan.fused._forward_segmented`), which
+gives the warps that hide each other's latency. GPU layout only.
 """
 from __future__ import annotations
 
