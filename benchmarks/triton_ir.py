@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=False,
-                   segments=None, unroll=None):
+                   segments=None, unroll=None, prefetch_bc=None):
     """{kernel name: Triton IR text} for the forward and backward of one shape."""
     from jax.experimental import pallas as pl
     from pallas_kernels.selective_scan import fused
@@ -43,7 +43,8 @@ def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=F
     def loss(*a):
         out = fused.selective_scan_pallas(*a, delta_softplus=True, interpret=False,
                                           platform="gpu", variant=variant, num_warps=num_warps,
-                                          segments=segments, unroll=unroll)
+                                          segments=segments, unroll=unroll,
+                                          prefetch_bc=prefetch_bc)
         return jnp.sum(out.astype(jnp.float32))
 
     def grad(*a):
@@ -169,6 +170,8 @@ def main():
     p.add_argument("--z", action="store_true", help="with the z gate")
     p.add_argument("--segments", type=int, default=None, help="time segments (lanes forward)")
     p.add_argument("--unroll", type=int, default=None, help="steps a loop iteration (lanes)")
+    p.add_argument("--no-prefetch-bc", action="store_true",
+                   help="the lanes forward loads B, C at their step")
     p.add_argument("--out", default="/tmp/triton_ir")
     p.add_argument("--triton-path", default=None)
     a = p.parse_args()
@@ -179,7 +182,7 @@ def main():
     lay = choose_layout(a.length, 1536, 16, 1, "gpu", False, num_warps=a.num_warps,
                         variant=a.variant)
     mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z, segments=a.segments,
-                          unroll=a.unroll)
+                          unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None)
     for name, ttir in mods.items():
         warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps
         tag = f"{a.variant}_w{warps}_{name}"

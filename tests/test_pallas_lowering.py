@@ -36,9 +36,11 @@ def _export(fn, specs, platform):
 
 
 def _variant_args(variant):
-    """"name-segments": the variant with its forward cut into 4 time segments."""
-    name, _, segmented = variant.partition("-")
-    return dict(variant=name, segments=4 if segmented else None)
+    """"name[-segments[-bcatstep]]": the variant; its forward cut into 4 time segments; and
+    loading B, C at their step (prefetch_bc=False)."""
+    name, *opts = variant.split("-")
+    return dict(variant=name, segments=4 if "segments" in opts else None,
+                prefetch_bc=False if "bcatstep" in opts else None)
 
 
 CASES = [
@@ -50,7 +52,8 @@ CASES = [
 @pytest.mark.parametrize("platform,layout,variant", [("cuda", "gpu", "v2"), ("tpu", "tpu", "v2"),
                                                     ("cuda", "gpu", "tiles"),
                                                     ("cuda", "gpu", "lanes"), ("cuda", "gpu", "hybrid"),
-                                                    ("cuda", "gpu", "hybrid-segments")])
+                                                    ("cuda", "gpu", "hybrid-segments"),
+                                                    ("cuda", "gpu", "hybrid-segments-bcatstep")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
 def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
                                       dtype, with_optional):

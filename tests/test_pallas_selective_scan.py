@@ -101,6 +101,9 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,softplus,layout", [
     pytest.param(2, 21, 40, 6, 2, jnp.float32, True, dict(segments=3, chunk=2, unroll=2),
                  id="hybrid-3seg-grouped"),
+    pytest.param(2, 21, 40, 6, 2, jnp.float32, True,
+                 dict(segments=3, chunk=2, unroll=2, prefetch_bc=False),
+                 id="hybrid-3seg-bc-at-step"),
     pytest.param(1, 37, 16, 4, None, jnp.float32, False, dict(segments=4, variant="lanes"),
                  id="lanes-4seg-Lprime"),
     pytest.param(2, 50, 32, 16, None, jnp.bfloat16, True, dict(segments=2), id="bf16-2seg"),

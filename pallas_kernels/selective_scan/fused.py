@@ -61,7 +61,8 @@ class Layout(NamedTuple):
     kernel), "tiles" (every per-step value 2-D; GPU only), "lanes" (one lane per channel
     holding its N states; GPU only), "hybrid" (the lanes forward and the tiles backward; the
     GPU default at N <= 16, measured fastest on an H100: BENCHMARKS.md); unroll: steps per
-    loop iteration of the lanes forward; segments: time segments the lanes forward runs in
+    loop iteration of the lanes forward; prefetch_bc: the lanes forward loads B, C one
+    iteration ahead (else at their step); segments: time segments the lanes forward runs in
     parallel (see :func:`_forward_segmented`).
     """
     platform: str
@@ -77,6 +78,7 @@ class Layout(NamedTuple):
     unroll: int = 0
     bwd_num_warps: int = 0
     segments: int = 1
+    prefetch_bc: bool = True
 
 
 # The lanes forward's time segments (choose_layout): enough single-warp programs for ~12 an
@@ -103,7 +105,7 @@ def _round_up(n, m):
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
-                  unroll=None, segments=None, batch=1):
+                  unroll=None, segments=None, batch=1, prefetch_bc=None):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
@@ -175,7 +177,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"variant={variant!r} needs a power-of-two chunk, got {chunk}")
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
                   _round_up(width, block_d), num_warps, variant, unroll,
-                  bwd_num_warps or num_warps, segments)
+                  bwd_num_warps or num_warps, segments,
+                  True if prefetch_bc is None else bool(prefetch_bc))
 
 
 # ---------------------------------------------------------------- padding helpers
@@ -300,7 +303,8 @@ def _config(lay, length, opts, reverse_time=False):
                       chunks_per_block=lay.time_block // lay.chunk, has_D=has_D, has_z=has_z,
                       has_bias=has_bias, softplus=softplus, carry=lay.platform == "tpu",
                       reverse_time=reverse_time, unroll=lay.unroll or lay.chunk,
-                      fast_math=lay.platform == "gpu" and not lay.interpret)
+                      fast_math=lay.platform == "gpu" and not lay.interpret,
+                      prefetch_bc=lay.prefetch_bc)
 
 
 def _forward_segmented(lay, length, opts, save_states, args):
@@ -546,7 +550,8 @@ def default_platform():
 def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
-                          time_block=None, variant=None, unroll=None, segments=None):
+                          time_block=None, variant=None, unroll=None, segments=None,
+                          prefetch_bc=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -559,10 +564,12 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       return_last_state: also return h_L, (batch, D, N) float32.
       interpret: run in the Pallas interpreter; None means when the backend is the CPU.
       platform: "gpu" (Triton layout) or "tpu" (Mosaic layout); None picks by backend.
-      block_d, chunk, num_warps, time_block, unroll, segments: override
+      block_d, chunk, num_warps, time_block, unroll, segments, prefetch_bc: override
         :func:`choose_layout`'s choices (time_block: steps per grid step, TPU layout only;
         unroll: lanes forward; segments: time segments of the lanes forward run in parallel,
-        by default chosen from batch x D and L, 1 to disable; see benchmarks/NOTES.md).
+        by default chosen from batch x D and L, 1 to disable; prefetch_bc=False: the lanes
+        forward loads B, C at their step, not an iteration ahead (fewer registers; untimed);
+        see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -576,7 +583,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
-                        time_block, variant, unroll, segments, batch=batch)
+                        time_block, variant, unroll, segments, batch=batch,
+                        prefetch_bc=prefetch_bc)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

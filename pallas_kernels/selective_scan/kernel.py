@@ -52,7 +52,8 @@ class ScanConfig:
     unroll: steps per loop iteration of the lanes forward (0: chunk), see :mod:`.lanes`;
     segments: time segments of the lanes forward run in parallel (grid axis 2), see
     :mod:`.fused`; fast_math: approximate GPU instructions where jnp has none (compiled
-    Triton only: lg2.approx in softplus).
+    Triton only: lg2.approx in softplus); prefetch_bc: the lanes forward loads B, C an
+    iteration ahead (in the loop carry) rather than at their step.
     """
     length: int
     chunk: int
@@ -66,6 +67,7 @@ class ScanConfig:
     unroll: int = 0
     segments: int = 1
     fast_math: bool = False
+    prefetch_bc: bool = True
 
 
 def _log2(x, fast):

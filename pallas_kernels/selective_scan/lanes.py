@@ -83,7 +83,9 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
 
     Loads are software-pipelined by step: step i of the next iteration is loaded right after
     step i computes, into the registers step i's values free (loading a whole iteration
-    ahead kept both sets live and cost ~100 register moves an iteration).
+    ahead kept both sets live and cost ~100 register moves an iteration). With
+    ``cfg.prefetch_bc`` False the 2N scalars of B, C are loaded at their step instead (a
+    quarter of the registers at U = 4; the latency is left to other warps to hide).
     """
     assert not cfg.carry, "the lanes variant has no TPU layout"
     segmented = cfg.segments > 1
@@ -109,6 +111,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     with_y = not end_state_only
     fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y)
     bc = ("B", "C") if with_y else ("B",)
+    ahead_bc = bc if cfg.prefetch_bc else ()
 
     def body(c, carry):
         h, dsum, rows = carry
@@ -118,7 +121,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
             if save_states and i % T == 0:
                 saved.append(h)              # the state before step c*U + i
             t = c * U + i
-            row = rows[i]
+            row = rows[i] if cfg.prefetch_bc else {**rows[i], **_load_step(ins, (), t, n, bc)}
             d, _ = _step_delta(row["delta"], bias, t, limit, cfg)
             u = row["u"].astype(jnp.float32)
             du = d * u
@@ -128,7 +131,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
                 ys.append(step_output(y, u, row["z"] if cfg.has_z else None, Dskip, cfg))
             else:
                 dsum = dsum + d
-            nxt.append(_load_step(ins, fields, ahead + i, n, bc))
+            nxt.append(_load_step(ins, fields, ahead + i, n, ahead_bc))
         # Stores last: a load cannot be moved above a store to another buffer.
         for i, y in enumerate(ys):
             out_ref[c * U + i, :] = y.astype(out_ref.dtype)
@@ -145,7 +148,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
     h0 = _segment_start(ins, A2, segment, n) if "ends" in ins else [zeros] * n
-    first = [_load_step(ins, fields, i, n, bc) for i in range(U)]
+    first = [_load_step(ins, fields, i, n, ahead_bc) for i in range(U)]
     h, dsum, _ = jax.lax.fori_loop(0, n_iter, body, (h0, zeros, first))
     for k in range(n):
         last_ref[k, :] = h[k]
