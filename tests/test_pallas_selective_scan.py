@@ -115,6 +115,14 @@ def test_segmented_forward_interpret(batch, length, dim, n, groups, dtype, softp
                      layout)
 
 
+def test_default_segmented_layout_interpret():
+    """At L 300, batch 1, D 32 the default layout cuts the forward in 2 segments walking 8
+    steps an iteration: values, last state and gradients against the reference."""
+    lay = choose_layout(300, 32, 4, 1, "gpu", True, batch=1)
+    assert (lay.variant, lay.segments, lay.unroll, lay.chunk) == ("hybrid", 2, 8, 4)
+    _check_interpret(1, 300, 32, 4, None, jnp.float32, (True, True, True), True, True, {})
+
+
 def test_segments_need_the_lanes_forward():
     args = random_inputs(jax.random.PRNGKey(0), 1, 5, 4, 2)
     with pytest.raises(ValueError, match="segments"):
