@@ -328,16 +328,17 @@ def tokens(out_dir, anchor, reps, inner, modes, max_log=20, min_log=12):
 def sweep(out_dir, length, reps, inner, points=None):
     """Layouts of ours (block_d, chunk, num_warps) at one shape, forward and backward, bf16.
 
-    ``points``: [(variant, block_d, num_warps, chunk[, unroll[, segments[, prefetch_bc]]])]
-    (prefetch_bc 0 or 1); default
+    ``points``: [(variant, block_d, num_warps, chunk[, unroll[, segments[, prefetch_bc[,
+    bwd_segments]]]])] (prefetch_bc 0 or 1); default
     SWEEP x --variants."""
     args = inputs(length, jnp.bfloat16, seed=3)
     points = points or [(v,) + x for x in SWEEP for v in VARIANTS]
     for variant, block_d, num_warps, chunk, *more in points:
-        unroll, segments, prefetch_bc = (list(more) + [None, None, None])[:3]
+        unroll, segments, prefetch_bc, bwd_segments = (list(more) + [None] * 4)[:4]
         layout = dict(block_d=block_d, num_warps=num_warps, chunk=chunk, variant=variant,
                       unroll=unroll, segments=segments,
-                      prefetch_bc=None if prefetch_bc is None else bool(prefetch_bc))
+                      prefetch_bc=None if prefetch_bc is None else bool(prefetch_bc),
+                      bwd_segments=bwd_segments)
         row = dict(section="sweep", L=length, **layout)
         try:
             fwd = ours_fwd(**layout)
@@ -387,7 +388,8 @@ def main():
     p.add_argument("--inner", type=int, default=5)
     p.add_argument("--sweep-length", type=int, default=4096)
     p.add_argument("--sweep", default="", help="sweep points variant:block_d:num_warps:chunk"
-                   "[:unroll[:segments[:prefetch_bc]]], e.g. hybrid:32:1:4:4:16:0,tiles:32:2:8 "
+                   "[:unroll[:segments[:prefetch_bc[:bwd_segments]]]], e.g. "
+                   "hybrid:32:1:4:4:16:0:4,tiles:32:2:8 "
                    "(default: SWEEP x --variants)")
     p.add_argument("--dtypes", default="bf16,f32")
     p.add_argument("--token-modes", default="fwd,bwd")

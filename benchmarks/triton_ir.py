@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=False,
-                   segments=None, unroll=None, prefetch_bc=None):
+                   segments=None, unroll=None, prefetch_bc=None, bwd_segments=None):
     """{kernel name: Triton IR text} for the forward and backward of one shape."""
     from jax.experimental import pallas as pl
     from pallas_kernels.selective_scan import fused
@@ -44,7 +44,7 @@ def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=F
         out = fused.selective_scan_pallas(*a, delta_softplus=True, interpret=False,
                                           platform="gpu", variant=variant, num_warps=num_warps,
                                           segments=segments, unroll=unroll,
-                                          prefetch_bc=prefetch_bc)
+                                          prefetch_bc=prefetch_bc, bwd_segments=bwd_segments)
         return jnp.sum(out.astype(jnp.float32))
 
     def grad(*a):
@@ -170,6 +170,7 @@ def main():
     p.add_argument("--z", action="store_true", help="with the z gate")
     p.add_argument("--segments", type=int, default=None, help="time segments (lanes forward)")
     p.add_argument("--unroll", type=int, default=None, help="steps a loop iteration (lanes)")
+    p.add_argument("--bwd-segments", type=int, default=None, help="time segments (backward)")
     p.add_argument("--no-prefetch-bc", action="store_true",
                    help="the lanes forward loads B, C at their step")
     p.add_argument("--out", default="/tmp/triton_ir")
@@ -182,9 +183,10 @@ def main():
     lay = choose_layout(a.length, 1536, 16, 1, "gpu", False, num_warps=a.num_warps,
                         variant=a.variant)
     mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z, segments=a.segments,
-                          unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None)
+                          unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None,
+                          bwd_segments=a.bwd_segments)
     for name, ttir in mods.items():
-        warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps
+        warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps  # lanes kernels
         tag = f"{a.variant}_w{warps}_{name}"
         print(tag, compile_counts(tag, ttir, warps, a.out), flush=True)
 

@@ -36,11 +36,12 @@ def _export(fn, specs, platform):
 
 
 def _variant_args(variant):
-    """"name[-segments[-bcatstep]]": the variant; its forward cut into 4 time segments; and
-    loading B, C at their step (prefetch_bc=False)."""
+    """"name[-segments][-bcatstep][-bwdsegments]": the variant; its forward cut into 4 time
+    segments; loading B, C at their step (prefetch_bc=False); its backward cut into 3."""
     name, *opts = variant.split("-")
     return dict(variant=name, segments=4 if "segments" in opts else None,
-                prefetch_bc=False if "bcatstep" in opts else None)
+                prefetch_bc=False if "bcatstep" in opts else None,
+                bwd_segments=3 if "bwdsegments" in opts else None)
 
 
 CASES = [
@@ -53,7 +54,8 @@ CASES = [
                                                     ("cuda", "gpu", "tiles"),
                                                     ("cuda", "gpu", "lanes"), ("cuda", "gpu", "hybrid"),
                                                     ("cuda", "gpu", "hybrid-segments"),
-                                                    ("cuda", "gpu", "hybrid-segments-bcatstep")])
+                                                    ("cuda", "gpu", "hybrid-segments-bcatstep"),
+                                                    ("cuda", "gpu", "hybrid-bwdsegments")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
 def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
                                       dtype, with_optional):

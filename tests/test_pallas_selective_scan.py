@@ -123,10 +123,26 @@ def test_default_segmented_layout_interpret():
     _check_interpret(1, 300, 32, 4, None, jnp.float32, (True, True, True), True, True, {})
 
 
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,softplus,layout", [
+    pytest.param(2, 37, 40, 6, 2, jnp.float32, True, dict(bwd_segments=3, chunk=2, unroll=2),
+                 id="3seg-grouped-Lprime"),
+    pytest.param(1, 64, 32, 16, None, jnp.float32, False,
+                 dict(bwd_segments=4, segments=2, chunk=4, unroll=4), id="4seg-fwd2seg"),
+    pytest.param(2, 50, 32, 8, None, jnp.bfloat16, True, dict(bwd_segments=2), id="bf16-2seg"),
+])
+def test_segmented_backward_interpret(batch, length, dim, n, groups, dtype, softplus, layout):
+    """The tiles backward cut into time segments (pass 1: each segment's adjoint from zero;
+    each program links its own): the same gradients as the reference, every input."""
+    _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), softplus, True,
+                     layout)
+
+
 def test_segments_need_the_lanes_forward():
     args = random_inputs(jax.random.PRNGKey(0), 1, 5, 4, 2)
     with pytest.raises(ValueError, match="segments"):
         selective_scan_pallas(*args, variant="tiles", segments=2, interpret=True)
+    with pytest.raises(ValueError, match="bwd_segments"):
+        selective_scan_pallas(*args, variant="lanes", bwd_segments=2, interpret=True)
 
 
 def test_tiles_variant_rejects_tpu_layout():
@@ -283,14 +299,16 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
-@pytest.mark.parametrize("segments", [2, 5])
+@pytest.mark.parametrize("layout", [dict(segments=2), dict(segments=5),
+                                    dict(bwd_segments=3), dict(prefetch_bc=False)])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES[:2])
-def test_segmented_forward_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
-                                        segments):
-    """The segmented forward (hybrid) compiled: values, last state and gradients."""
+def test_segmented_layouts_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
+                                         layout):
+    """The segmented forward and backward (hybrid) compiled, and B, C loaded at their step:
+    values, last state and gradients."""
     args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
                          *(everything,) * 3, for_softplus=everything)
     kwargs = dict(delta_softplus=everything, return_last_state=everything)
     f32 = dtype == jnp.float32
-    check_against_reference(args, kwargs, dict(interpret=False, segments=segments),
+    check_against_reference(args, kwargs, dict(interpret=False, **layout),
                             tol=1e-4 if f32 else 1e-2, grad_tol=1e-3 if f32 else 3e-2)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -28,7 +29,8 @@ from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (ScanConfig, bwd_kernel, bwd_kernel_tiles,
                                                   fwd_kernel, fwd_kernel_tiles)
-from pallas_kernels.selective_scan.lanes import bwd_kernel_lanes, fwd_kernel_lanes
+from pallas_kernels.selective_scan.lanes import (bwd_adjoint_lanes, bwd_kernel_lanes,
+                                                 fwd_kernel_lanes)
 
 __all__ = ["selective_scan_pallas", "Layout", "choose_layout"]
 
@@ -62,7 +64,8 @@ class Layout(NamedTuple):
     holding its N states; GPU only), "hybrid" (the lanes forward and the tiles backward; the
     GPU default at N <= 16, measured fastest on an H100: BENCHMARKS.md); unroll: steps per
     loop iteration of the lanes forward; prefetch_bc: the lanes forward loads B, C one
-    iteration ahead (else at their step); segments: time segments the lanes forward runs in
+    iteration ahead (else at their step); bwd_segments: time segments the tiles backward runs
+    in parallel (see :func:`_backward_call`); segments: time segments the lanes forward runs in
     parallel (see :func:`_forward_segmented`).
     """
     platform: str
@@ -79,6 +82,7 @@ class Layout(NamedTuple):
     bwd_num_warps: int = 0
     segments: int = 1
     prefetch_bc: bool = True
+    bwd_segments: int = 1
 
 
 # The lanes forward's time segments (choose_layout): enough single-warp programs for ~12 an
@@ -105,7 +109,7 @@ def _round_up(n, m):
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
-                  unroll=None, segments=None, batch=1, prefetch_bc=None):
+                  unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
@@ -168,8 +172,12 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     unroll = unroll or chunk
     if segments > 1 and variant not in ("lanes", "hybrid"):
         raise ValueError(f"segments={segments} needs variant 'lanes' or 'hybrid', got {variant!r}")
+    bwd_segments = bwd_segments or 1
+    if bwd_segments > 1 and variant != "hybrid":
+        raise ValueError(f"bwd_segments={bwd_segments} needs variant 'hybrid' (the tiles "
+                         f"backward, the lanes layout for its first pass), got {variant!r}")
     if platform == "gpu":
-        time_block = _round_up(length, segments * max(chunk, unroll))
+        time_block = _round_up(length, math.lcm(segments, bwd_segments) * max(chunk, unroll))
     num_warps = num_warps or _tile_warps(n_pad, block_d)
     if max(chunk, unroll) % min(chunk, unroll):
         raise ValueError(f"unroll={unroll} and chunk={chunk} must divide one another")
@@ -178,7 +186,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
                   _round_up(width, block_d), num_warps, variant, unroll,
                   bwd_num_warps or num_warps, segments,
-                  True if prefetch_bc is None else bool(prefetch_bc))
+                  True if prefetch_bc is None else bool(prefetch_bc), bwd_segments)
 
 
 # ---------------------------------------------------------------- padding helpers
@@ -250,6 +258,7 @@ def _specs(lay, length_pad, backward=False):
                 "states": pl.BlockSpec((None, tb // T, n, lay.block_d),
                                        lambda b, j, k: (b, tk(k), 0, j)),
                 "state": pl.BlockSpec((None, n, lay.block_d), lambda b, j, k: (b, 0, j)),
+                "partial_state": pl.BlockSpec((None, n, lay.block_d), lambda b, j, k: (b, 0, j)),
                 "partial_bc": pl.BlockSpec((None, None, tb, n), lambda b, j, k: (b, j, tk(k), 0)),
                 "partial_vec": pl.BlockSpec((None, 1, lay.block_d), lambda b, j, k: (b, 0, j)),
             }[kind]
@@ -268,10 +277,47 @@ def _specs(lay, length_pad, backward=False):
                 "states": pl.BlockSpec((None, length_pad // T, n, lay.block_d),
                                        lambda b, j: (b, 0, 0, j)),
                 "state": pl.BlockSpec((None, n, lay.block_d), lambda b, j: (b, 0, j)),
+                "partial_state": pl.BlockSpec((None, n, lay.block_d), lambda b, j: (b, 0, j)),
                 "partial_bc": pl.BlockSpec(bc_block, lambda b, j: (b, j, 0, 0)),
                 "partial_vec": pl.BlockSpec((None, 1, lay.block_d), lambda b, j: (b, 0, j)),
             }[kind]
     return spec
+
+
+def _segment_specs(lay, length_pad, P, backward=False, shift=0):
+    """BlockSpec factories for a grid (batch, channel blocks, P time segments) (GPU layout):
+    the same kinds as :func:`_specs`, one segment of time each (``shift``: program p reads
+    segment p + shift), per-segment partials (batch, P, ...), and "all_parts" / "all_sums":
+    the (P - 1) per-segment states / delta sums of a first pass, all of them to every program.
+    """
+    n, bd, T = lay.n_state, lay.block_d, lay.chunk
+    seg = length_pad // P
+    blocks_per_group = lay.group_width // bd
+    transposed = _bc_layout(lay.variant, backward)[0] == "NL"
+
+    def group(j):
+        return jax.lax.div(j, blocks_per_group)
+
+    if transposed:
+        bc = pl.BlockSpec((None, None, n, seg), lambda b, j, p: (b, group(j), 0, p + shift))
+        partial_bc = pl.BlockSpec((None, None, n, seg), lambda b, j, p: (b, j, 0, p))
+    else:
+        bc = pl.BlockSpec((None, None, seg, n), lambda b, j, p: (b, group(j), p + shift, 0))
+        partial_bc = pl.BlockSpec((None, None, seg, n), lambda b, j, p: (b, j, p, 0))
+    kinds = {
+        "seq": pl.BlockSpec((None, seg, bd), lambda b, j, p: (b, p + shift, j)),
+        "A": pl.BlockSpec((n, bd), lambda b, j, p: (0, j)),
+        "bc": bc,
+        "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
+        "states": pl.BlockSpec((None, seg // T, n, bd), lambda b, j, p: (b, p, 0, j)),
+        "state": pl.BlockSpec((None, n, bd), lambda b, j, p: (b, 0, j)),
+        "partial_bc": partial_bc,
+        "partial_state": pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j)),
+        "partial_vec": pl.BlockSpec((None, None, 1, bd), lambda b, j, p: (b, p, 0, j)),
+        "all_parts": pl.BlockSpec((None, P - 1, n, bd), lambda b, j, p: (b, 0, 0, j)),
+        "all_sums": pl.BlockSpec((None, P - 1, 1, bd), lambda b, j, p: (b, 0, 0, j)),
+    }
+    return lambda kind, reverse=False: kinds[kind]
 
 
 def _grid(lay, batch, dim_pad, length_pad):
@@ -328,15 +374,8 @@ def _forward_segmented(lay, length, opts, save_states, args):
     seg = length_pad // P
     cfg = dataclasses.replace(_config(lay, length, opts), chunks_per_block=seg // lay.chunk,
                               segments=P)
-    blocks_per_group = lay.group_width // bd
-    kinds = {
-        "seq": pl.BlockSpec((None, seg, bd), lambda b, j, p: (b, p, j)),
-        "A": pl.BlockSpec((n, bd), lambda b, j, p: (0, j)),
-        "bc": pl.BlockSpec((None, None, seg, n),
-                           lambda b, j, p: (b, jax.lax.div(j, blocks_per_group), p, 0)),
-        "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
-    }
-    in_specs = _input_specs(lambda k, r=False: kinds[k], opts)
+    spec = _segment_specs(lay, length_pad, P)
+    in_specs = _input_specs(spec, opts)
     args = list(args)
     args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
     call = functools.partial(pl.pallas_call, compiler_params=_compiler_params(lay),
@@ -346,21 +385,19 @@ def _forward_segmented(lay, length, opts, save_states, args):
     ends, dsums = call(
         functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=False, end_state_only=True),
         grid=(batch, dim_pad // bd, P - 1), in_specs=in_specs,
-        out_specs=[pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j)),
-                   pl.BlockSpec((None, None, 1, bd), lambda b, j, p: (b, p, 0, j))],
+        out_specs=[spec("partial_state"), spec("partial_vec")],
         out_shape=[ends_shape, dsums_shape], name="selective_scan_fwd_ends")(*args)
     # pass 2: every program reads all P - 1 end states of its (batch, channel block)
-    in_specs = in_specs + [pl.BlockSpec((None, P - 1, n, bd), lambda b, j, p: (b, 0, 0, j)),
-                           pl.BlockSpec((None, P - 1, 1, bd), lambda b, j, p: (b, 0, 0, j))]
+    in_specs = in_specs + [spec("all_parts"), spec("all_sums")]
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
-    out_specs = [kinds["seq"]]
+    out_specs = [spec("seq")]
     if save_states:
         T = lay.chunk
         out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // T, n, dim_pad), jnp.float32))
-        out_specs.append(pl.BlockSpec((None, seg // T, n, bd), lambda b, j, p: (b, p, 0, j)))
+        out_specs.append(spec("states"))
     # the last state is the last segment's end: each program writes its own (batch, P, N, D)
     out_shape.append(jax.ShapeDtypeStruct((batch, P, n, dim_pad), jnp.float32))
-    out_specs.append(pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j)))
+    out_specs.append(spec("partial_state"))
     res = call(functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=save_states),
                grid=(batch, dim_pad // bd, P), in_specs=in_specs, out_specs=out_specs,
                out_shape=out_shape, name="selective_scan_fwd")(*args, ends, dsums)
@@ -407,14 +444,50 @@ def _forward_call(lay, length, opts, save_states, args):
     return (res[0], res[1], res[2]) if save_states else (res[0], None, res[1])
 
 
+def _backward_adjoints(lay, length, opts, args, dout):
+    """Pass 1 of a segmented backward (P = lay.bwd_segments): for segments 1 .. P-1, the
+    adjoint each passes to the one before it from a zero start, gparts (batch, P-1, N, D),
+    and its sum of delta, gsums (batch, P-1, 1, D) (:func:`.lanes.bwd_adjoint_lanes`)."""
+    u = args[0]
+    batch, length_pad, dim_pad = u.shape
+    P, n = lay.bwd_segments, lay.n_state
+    cfg = dataclasses.replace(_config(lay, length, opts, reverse_time=True), segments=P,
+                              chunks_per_block=length_pad // P // lay.chunk)
+    spec = _segment_specs(lay, length_pad, P, shift=1)    # the lanes kernel's B, C layout
+    args = list(args)
+    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
+    return pl.pallas_call(
+        functools.partial(bwd_adjoint_lanes, cfg=cfg), grid=(batch, dim_pad // lay.block_d, P - 1),
+        in_specs=_input_specs(spec, opts) + [spec("seq")],
+        out_specs=[spec("partial_state"), spec("partial_vec")],
+        out_shape=[jax.ShapeDtypeStruct((batch, P - 1, n, dim_pad), jnp.float32),
+                   jax.ShapeDtypeStruct((batch, P - 1, 1, dim_pad), jnp.float32)],
+        compiler_params=_compiler_params(lay), interpret=lay.interpret,
+        name="selective_scan_bwd_adjoints")(*args, dout)
+
+
 def _backward_call(lay, length, opts, args, dout, states, dlast):
-    """Run the backward kernel; returns per-input cotangents (partials summed here)."""
+    """Run the backward kernel; returns per-input cotangents (partials summed here).
+
+    With lay.bwd_segments = P > 1 (tiles backward, GPU) time is cut into P segments run in
+    parallel, grid (batch, D / bd, P): pass 1 (:func:`_backward_adjoints`) gives each
+    segment's adjoint from a zero start; each program of the backward links the adjoint
+    entering its segment from dlast and those, then runs as unsegmented on its segment."""
     u, delta, A_T, B, C = args[:5]
     has_D, has_z, has_bias, _ = opts
     batch, length_pad, dim_pad = u.shape
     n_blocks = dim_pad // lay.block_d
     cfg = _config(lay, length, opts, reverse_time=True)
-    spec = _specs(lay, length_pad, backward=True)
+    P = lay.bwd_segments
+    extra = []
+    if P > 1:
+        extra = _backward_adjoints(lay, length, opts, args, dout)
+        cfg = dataclasses.replace(cfg, segments=P, chunks_per_block=length_pad // P // lay.chunk)
+        spec = _segment_specs(lay, length_pad, P, backward=True)
+        grid = (batch, n_blocks, P)
+    else:
+        spec = _specs(lay, length_pad, backward=True)
+        grid = _grid(lay, batch, dim_pad, length_pad)
     transposed = _bc_layout(lay.variant, backward=True)[0] == "NL"
     args = list(args)
     args[3], args[4] = _kernel_bc(B, lay, True), _kernel_bc(C, lay, True)
@@ -422,6 +495,7 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     rev = lay.platform == "tpu"
     seq_spec = spec("seq", rev)
     in_specs = _input_specs(spec, opts, rev) + [seq_spec, spec("states", rev), spec("state")]
+    in_specs += [spec("all_parts"), spec("all_sums")] if P > 1 else []
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype),
                  jax.ShapeDtypeStruct(delta.shape, delta.dtype)]
     out_specs = [seq_spec, seq_spec]
@@ -431,21 +505,22 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
         out_specs.append(seq_spec)
     bc_dims = (n, length_pad) if transposed else (length_pad, n)
     partial_bc = jax.ShapeDtypeStruct((batch, n_blocks) + bc_dims, jnp.float32)
-    partial_vec = jax.ShapeDtypeStruct((batch, 1, dim_pad), jnp.float32)
-    out_shape += [partial_bc, partial_bc, jax.ShapeDtypeStruct((batch, n, dim_pad), jnp.float32),
-                  partial_vec, partial_vec]
-    out_specs += [spec("partial_bc", rev), spec("partial_bc", rev), spec("state"),
+    per_segment = (P,) if P > 1 else ()            # partial sums over time per segment
+    partial_vec = jax.ShapeDtypeStruct((batch,) + per_segment + (1, dim_pad), jnp.float32)
+    partial_state = jax.ShapeDtypeStruct((batch,) + per_segment + (n, dim_pad), jnp.float32)
+    out_shape += [partial_bc, partial_bc, partial_state, partial_vec, partial_vec]
+    out_specs += [spec("partial_bc", rev), spec("partial_bc", rev), spec("partial_state"),
                   spec("partial_vec"), spec("partial_vec")]
     kernel = KERNELS[lay.variant][1]
     res = list(pl.pallas_call(
         functools.partial(kernel, cfg=cfg),
-        grid=_grid(lay, batch, dim_pad, length_pad),
+        grid=grid,
         in_specs=in_specs, out_specs=out_specs, out_shape=out_shape,
         scratch_shapes=_scratch(lay, [(n, lay.block_d), (n, lay.block_d),
                                       (1, lay.block_d), (1, lay.block_d)]),
         compiler_params=_compiler_params(lay, backward=True), interpret=lay.interpret,
         name="selective_scan_bwd",
-    )(*args, dout, states, dlast))
+    )(*args, dout, states, dlast, *extra))
     du, ddelta = res.pop(0), res.pop(0)
     dz = res.pop(0) if has_z else None
     dB_part, dC_part, dA_part, dD_part, dbias_part = res
@@ -453,6 +528,8 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     if transposed:                           # back to the (batch, G, L, N) layout of B, C
         dB, dC = jnp.swapaxes(dB, 2, 3), jnp.swapaxes(dC, 2, 3)
     dB, dC = dB.astype(B.dtype), dC.astype(C.dtype)
+    dA_part, dD_part, dbias_part = (x.reshape((-1,) + x.shape[-2:])
+                                    for x in (dA_part, dD_part, dbias_part))
     dA = jnp.sum(dA_part, axis=0).astype(A_T.dtype)
     dD = jnp.sum(dD_part, axis=0).astype(args[5].dtype) if has_D else None
     dbias = jnp.sum(dbias_part, axis=0).astype(args[-1].dtype) if has_bias else None
@@ -551,7 +628,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
                           time_block=None, variant=None, unroll=None, segments=None,
-                          prefetch_bc=None):
+                          prefetch_bc=None, bwd_segments=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -564,12 +641,14 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       return_last_state: also return h_L, (batch, D, N) float32.
       interpret: run in the Pallas interpreter; None means when the backend is the CPU.
       platform: "gpu" (Triton layout) or "tpu" (Mosaic layout); None picks by backend.
-      block_d, chunk, num_warps, time_block, unroll, segments, prefetch_bc: override
+      block_d, chunk, num_warps, time_block, unroll, segments, prefetch_bc, bwd_segments:
+        override
         :func:`choose_layout`'s choices (time_block: steps per grid step, TPU layout only;
         unroll: lanes forward; segments: time segments of the lanes forward run in parallel,
         by default chosen from batch x D and L, 1 to disable; prefetch_bc=False: the lanes
         forward loads B, C at their step, not an iteration ahead (fewer registers; untimed);
-        see benchmarks/NOTES.md).
+        bwd_segments=P: the tiles backward cut into P time segments (opt-in; untimed); see
+        benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -584,7 +663,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         interpret = jax.default_backend() == "cpu"
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
                         time_block, variant, unroll, segments, batch=batch,
-                        prefetch_bc=prefetch_bc)
+                        prefetch_bc=prefetch_bc, bwd_segments=bwd_segments)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -155,6 +155,7 @@ def input_names(cfg, backward=False):
     names += ["D"] * cfg.has_D + ["z"] * cfg.has_z + ["bias"] * cfg.has_bias
     if backward:
         names += ["dout", "states", "dlast"]
+        names += ["gparts", "gsums"] * (cfg.segments > 1)  # a segmented backward (tiles)
     return names
 
 
@@ -179,12 +180,18 @@ def step_output(y, u, z_raw, Dskip, cfg):
     return y
 
 
+def gate_dy(dout, z_raw):
+    """dy = dout silu(z) (the gradient reaching y through the z gate), and sigmoid(z)."""
+    zt = z_raw.astype(jnp.float32)
+    sz = _sigmoid(zt)
+    return dout * zt * sz, sz
+
+
 def gate_grads(dout, y_of, u, z_raw, Dskip, cfg):
     """(dy, dz) through out = (y + D u) silu(z); ``y_of()`` computes y = C . h (called after
     dy, the order the measured kernels were emitted in). Call only with z present."""
     zt = z_raw.astype(jnp.float32)
-    sz = _sigmoid(zt)
-    dy = dout * zt * sz
+    dy, sz = gate_dy(dout, zt)
     y = y_of()
     if cfg.has_D:
         y = y + Dskip * u
@@ -444,10 +451,11 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
 
     A = ins["A"][...].astype(jnp.float32)
     A2 = A * LOG2E
-    limit = cfg.length
     Dskip = ins["D"][...].astype(jnp.float32) if cfg.has_D else None
     bias = ins["bias"][...].astype(jnp.float32) if cfg.has_bias else None
     T, n_chunks = cfg.chunk, cfg.chunks_per_block
+    segment = pl.program_id(2) if cfg.segments > 1 else 0
+    limit = cfg.length - segment * (n_chunks * T)
     n = A.shape[0]
     fields = ("u", "delta", "B", "C", "dout") + ("z",) * cfg.has_z
     step_of = jax.lax.broadcasted_iota(jnp.int32, (1, T), 1)                 # (1, T)
@@ -515,8 +523,16 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
         return g, dA, dD, dbias, nxt
 
     zeros_v = jnp.zeros((1,) + A.shape[1:], jnp.float32)
-    init = (ins["dlast"][...].astype(jnp.float32), jnp.zeros(A.shape, jnp.float32),
-            zeros_v, zeros_v)
+    g = ins["dlast"][...].astype(jnp.float32)
+    if cfg.segments > 1:
+        # The adjoint entering this segment from the right: dlast carried back over the
+        # later segments s = P-1 .. segment+1, g <- exp2(A2 dsum_s) g + gpart_s (gpart_s: the
+        # adjoint segment s leaves from a zero start, pass 1; stored at index s - 1).
+        def link(i, g):
+            q = cfg.segments - 2 - i
+            return jnp.exp2(ins["gsums"][q] * A2) * g + ins["gparts"][q]
+        g = jax.lax.fori_loop(0, cfg.segments - 1 - segment, link, g)
+    init = (g, jnp.zeros(A.shape, jnp.float32), zeros_v, zeros_v)
     _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body,
                                             init + (load(n_chunks - 1),))
     dA_ref[...] = dA

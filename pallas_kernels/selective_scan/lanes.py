@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _sigmoid, _split_refs, _step_delta,
-                                                  backward_refs, gate_grads, input_names,
+                                                  backward_refs, gate_dy, gate_grads, input_names,
                                                   step_output)
 
 
@@ -154,6 +154,50 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         last_ref[k, :] = h[k]
     if end_state_only:
         dsum_ref[0, :] = dsum
+
+
+def bwd_adjoint_lanes(*refs, cfg):
+    """Pass 1 of a segmented backward: the adjoint a time segment passes to the one before it
+    when the adjoint entering it from the right is zero, one lane per channel.
+
+    Walking the segment last step to first, per step t and state k (as the backward does):
+
+        g[k] <- (g[k] + C_t[k] dy_t) exp2(delta_t A2[k]),   dy_t = dout_t [silu(z_t)]
+
+    Inputs (kernel view): the forward's (u, delta, A, B, C, D, z, bias; B, C as (Ls, N)
+    float32) and dout (Ls, bd), for segment ``program_id(2) + 1`` (segment 0 needs none).
+    Outputs: gpart (N, bd), the adjoint from a zero start, and gsum (1, bd), the sum of delta
+    over the segment (the adjoint entering from the right decays by exp2(A2 gsum) across it).
+    """
+    names = input_names(cfg) + ["dout"]
+    ins = _split_refs(refs, names)
+    gpart_ref, gsum_ref = refs[len(names):]
+    n = ins["A"].shape[0]
+    A2 = [a * LOG2E for a in _state_rows(ins["A"], n)]
+    bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
+    U = cfg.unroll
+    n_iter = cfg.chunks_per_block * cfg.chunk // U
+    limit = cfg.length - (pl.program_id(2) + 1) * (n_iter * U)
+    fields = ("delta", "dout") + ("z",) * cfg.has_z
+
+    def body(j, carry):
+        g, gsum = carry
+        c = n_iter - 1 - j
+        rows = [_load_step(ins, fields, c * U + i, n, ("C",)) for i in range(U)]
+        for i in reversed(range(U)):
+            row = rows[i]
+            d, _ = _step_delta(row["delta"], bias, c * U + i, limit, cfg)
+            dout = row["dout"].astype(jnp.float32)
+            dy = gate_dy(dout, row["z"])[0] if cfg.has_z else dout
+            g = [(g[k] + row["C"][k] * dy) * jnp.exp2(d * A2[k]) for k in range(n)]
+            gsum = gsum + d
+        return g, gsum
+
+    zeros = jnp.zeros(A2[0].shape, jnp.float32)
+    g, gsum = jax.lax.fori_loop(0, n_iter, body, ([zeros] * n, zeros))
+    for k in range(n):
+        gpart_ref[k, :] = g[k]
+    gsum_ref[0, :] = gsum
 
 
 def bwd_kernel_lanes(*refs, cfg):
