@@ -353,6 +353,11 @@ def _config(lay, length, opts, reverse_time=False):
                       prefetch_bc=lay.prefetch_bc)
 
 
+def _segment_config(cfg, lay, length_pad, P):
+    """``cfg`` for a program that walks one of P time segments."""
+    return dataclasses.replace(cfg, segments=P, chunks_per_block=length_pad // P // lay.chunk)
+
+
 def _forward_segmented(lay, length, opts, save_states, args):
     """The lanes forward with time cut into P = lay.segments segments run in parallel.
 
@@ -372,8 +377,7 @@ def _forward_segmented(lay, length, opts, save_states, args):
     batch, length_pad, dim_pad = u.shape
     P, n, bd = lay.segments, lay.n_state, lay.block_d
     seg = length_pad // P
-    cfg = dataclasses.replace(_config(lay, length, opts), chunks_per_block=seg // lay.chunk,
-                              segments=P)
+    cfg = _segment_config(_config(lay, length, opts), lay, length_pad, P)
     spec = _segment_specs(lay, length_pad, P)
     in_specs = _input_specs(spec, opts)
     args = list(args)
@@ -451,8 +455,7 @@ def _backward_adjoints(lay, length, opts, args, dout):
     u = args[0]
     batch, length_pad, dim_pad = u.shape
     P, n = lay.bwd_segments, lay.n_state
-    cfg = dataclasses.replace(_config(lay, length, opts, reverse_time=True), segments=P,
-                              chunks_per_block=length_pad // P // lay.chunk)
+    cfg = _segment_config(_config(lay, length, opts, reverse_time=True), lay, length_pad, P)
     spec = _segment_specs(lay, length_pad, P, shift=1)    # the lanes kernel's B, C layout
     args = list(args)
     args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
@@ -482,7 +485,7 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     extra = []
     if P > 1:
         extra = _backward_adjoints(lay, length, opts, args, dout)
-        cfg = dataclasses.replace(cfg, segments=P, chunks_per_block=length_pad // P // lay.chunk)
+        cfg = _segment_config(cfg, lay, length_pad, P)
         spec = _segment_specs(lay, length_pad, P, backward=True)
         grid = (batch, n_blocks, P)
     else:
