@@ -376,7 +376,6 @@ def _forward_segmented(lay, length, opts, save_states, args):
     u = args[0]
     batch, length_pad, dim_pad = u.shape
     P, n, bd = lay.segments, lay.n_state, lay.block_d
-    seg = length_pad // P
     cfg = _segment_config(_config(lay, length, opts), lay, length_pad, P)
     spec = _segment_specs(lay, length_pad, P)
     in_specs = _input_specs(spec, opts)
