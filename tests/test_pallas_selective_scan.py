@@ -156,7 +156,8 @@ def test_tiles_variant_rejects_tpu_layout():
 def test_default_segments_from_batch_dim_and_length():
     """The lanes forward's time segments: enough programs (batch x D / 32 x P >= 6144), at
     most 32, with segments of >= 128 steps; none for the tiles variant; an explicit value
-    wins. Its loop walks 2 steps an iteration when segmented (N = 16), else 4."""
+    wins. Its loop walks 2 steps an iteration when segmented (N = 16), else 4. hybrid's
+    backward is cut by the same rule."""
     def layout(length, dim, batch, **kw):
         return choose_layout(length, dim, 16, 1, "gpu", False, batch=batch, **kw)
     assert layout(4096, 1536, 8).segments == 16          # 384 programs -> 6144
@@ -169,6 +170,12 @@ def test_default_segments_from_batch_dim_and_length():
     assert layout(4096, 1536, 8, variant="tiles").segments == 1
     assert layout(4096, 1536, 8).unroll == 2 and layout(200, 1536, 1).unroll == 4
     assert layout(4096, 1536, 8, unroll=4).unroll == 4
+    # hybrid's backward by the same rule; 1 (or another variant) turns it off
+    assert layout(4096, 1536, 8).bwd_segments == 16
+    assert layout(16384, 1536, 1, segments=1).bwd_segments == 32
+    assert layout(200, 1536, 1).bwd_segments == 1
+    assert layout(4096, 1536, 8, bwd_segments=1).bwd_segments == 1
+    assert layout(4096, 1536, 8, variant="lanes").bwd_segments == 1
 
 
 def _softplus_reference(x):

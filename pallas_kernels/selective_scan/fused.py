@@ -107,6 +107,16 @@ def _round_up(n, m):
     return -(-n // m) * m
 
 
+def _default_segments(programs, length):
+    """The smallest power of two P with programs x P >= SEGMENT_PROGRAMS, at most
+    MAX_SEGMENTS, with segments of at least MIN_SEGMENT steps (1: no cut)."""
+    segments = 1
+    while (programs * segments < SEGMENT_PROGRAMS and segments < MAX_SEGMENTS
+           and length >= 2 * segments * MIN_SEGMENT):
+        segments *= 2
+    return segments
+
+
 def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
                   unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None):
@@ -122,7 +132,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     The lanes forward (lanes, hybrid) is cut into P time segments (see
     :func:`_forward_segmented`): the smallest power of two P giving batch x D / 32 x P >=
     SEGMENT_PROGRAMS programs, at most MAX_SEGMENTS, with segments of at least MIN_SEGMENT
-    steps; it walks 32 / N_pad steps an iteration then, 64 / N_pad unsegmented.
+    steps; it walks 32 / N_pad steps an iteration then, 64 / N_pad unsegmented. hybrid's
+    tiles backward is cut into bwd_segments time segments by the same rule.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -158,12 +169,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         chunk = chunk or (8 if n_pad <= 64 else 4)
+    programs = batch * groups * -(-width // block_d)
     if segments is None and variant in ("lanes", "hybrid"):
-        programs = batch * groups * -(-width // block_d)
-        segments = 1
-        while (programs * segments < SEGMENT_PROGRAMS and segments < MAX_SEGMENTS
-               and length >= 2 * segments * MIN_SEGMENT):
-            segments *= 2
+        segments = _default_segments(programs, length)
     segments = segments or 1
     if variant in ("lanes", "hybrid"):
         # 4 steps an iteration at N = 16 alone (fewer instructions a step), 2 when segments
@@ -172,6 +180,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     unroll = unroll or chunk
     if segments > 1 and variant not in ("lanes", "hybrid"):
         raise ValueError(f"segments={segments} needs variant 'lanes' or 'hybrid', got {variant!r}")
+    if bwd_segments is None and variant == "hybrid" and platform == "gpu":
+        # the tiles backward's programs are the lanes forward's (32 channels each): the same
+        # rule (batch 8 L 4096: 2.90 -> 2.74 ms at P = 8; batch 1 L 16384: 8.63 -> 1.55 ms
+        # at P = 32; benchmarks/NOTES.md, v8 timed)
+        bwd_segments = _default_segments(programs, length)
     bwd_segments = bwd_segments or 1
     if bwd_segments > 1 and variant != "hybrid":
         raise ValueError(f"bwd_segments={bwd_segments} needs variant 'hybrid' (the tiles "
@@ -649,8 +662,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         unroll: lanes forward; segments: time segments of the lanes forward run in parallel,
         by default chosen from batch x D and L, 1 to disable; prefetch_bc=False: the lanes
         forward loads B, C at their step, not an iteration ahead (fewer registers; untimed);
-        bwd_segments=P: the tiles backward cut into P time segments (opt-in; untimed); see
-        benchmarks/NOTES.md).
+        bwd_segments: time segments of hybrid's tiles backward, chosen like segments, 1 to
+        disable; see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Nsight Compute counters of the selective-scan forward kernels (ours, the anchor) at one
+# shape: pipe utilization, issue activity, occupancy and the stall reasons per issue.
+# Usage: bash benchmarks/gpu_profile.sh [profile_kernels.py args]; $OUT/ncu.csv, a table on
+# stdout. The anchor must be built already (benchmarks/mamba_anchor.py), else --no-anchor.
+set -u
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+METRICS="gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__registers_per_thread"
+METRICS+=",sm__warps_active.avg.pct_of_peak_sustained_active"
+METRICS+=",smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum"
+METRICS+=",regex:^sm__inst_executed_pipe_[a-z_]*\.avg\.pct_of_peak_sustained_active$"
+METRICS+=",regex:^sm__pipe_[a-z_]*_cycles_active\.avg\.pct_of_peak_sustained_active$"
+METRICS+=",regex:^smsp__average_warps_issue_stalled_[a-z_]*_per_issue_active\.ratio$"
+METRICS+=",l1tex__throughput.avg.pct_of_peak_sustained_active"
+METRICS+=",dram__throughput.avg.pct_of_peak_sustained_elapsed"
+timeout "${PROFILE_TIMEOUT:-300}" "$NCU" --clock-control none -k regex:selective_scan \
+  --csv --page raw --metrics "$METRICS" \
+  python3 benchmarks/profile_kernels.py "$@" > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+echo "ncu rc=$?"; tail -3 "$OUT/ncu.err"
+python3 benchmarks/ncu_table.py "$OUT/ncu.csv"
