@@ -19,7 +19,10 @@ def read(path):
         return []
     header = rows[0]
     name_col = header.index("Kernel Name")
-    metric_cols = [i for i, h in enumerate(header) if re.match(r"^[a-z]+__", h)]
+    # the raw page also lists every device and launch attribute: keep the counters asked for
+    metric_cols = [i for i, h in enumerate(header)
+                   if re.match(r"^(sm|smsp|gpu|dram|l1tex|lts)__", h)
+                   or h in ("launch__grid_size", "launch__registers_per_thread")]
     return [(r[name_col], {header[i]: r[i] for i in metric_cols}) for r in rows[2:]]
 
 

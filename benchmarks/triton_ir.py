@@ -29,8 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=False,
-                   segments=None, unroll=None, prefetch_bc=None, bwd_segments=None):
-    """{kernel name: Triton IR text} for the forward and backward of one shape."""
+                   segments=None, unroll=None, prefetch_bc=None, bwd_segments=None,
+                   forward_only=False):
+    """{kernel name: Triton IR text} for the forward and backward of one shape (with
+    ``forward_only``: the forward of an undifferentiated call, which saves no states)."""
     from jax.experimental import pallas as pl
     from pallas_kernels.selective_scan import fused
     from pallas_kernels.selective_scan.testing import random_inputs
@@ -56,7 +58,7 @@ def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=F
     try:
         with contextlib.redirect_stdout(buf):
             triton_call = jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")
-            jax.export.export(jax.jit(grad), platforms=["cuda"],
+            jax.export.export(jax.jit(loss if forward_only else grad), platforms=["cuda"],
                               disabled_checks=[triton_call])(*specs)
     finally:
         fused.pl.pallas_call = orig
@@ -173,6 +175,8 @@ def main():
     p.add_argument("--bwd-segments", type=int, default=None, help="time segments (backward)")
     p.add_argument("--no-prefetch-bc", action="store_true",
                    help="the lanes forward loads B, C at their step")
+    p.add_argument("--forward-only", action="store_true",
+                   help="the forward of an undifferentiated call (no saved states)")
     p.add_argument("--out", default="/tmp/triton_ir")
     p.add_argument("--triton-path", default=None)
     a = p.parse_args()
@@ -184,7 +188,7 @@ def main():
                         variant=a.variant)
     mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z, segments=a.segments,
                           unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None,
-                          bwd_segments=a.bwd_segments)
+                          bwd_segments=a.bwd_segments, forward_only=a.forward_only)
     for name, ttir in mods.items():
         warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps  # lanes kernels
         tag = f"{a.variant}_w{warps}_{name}"

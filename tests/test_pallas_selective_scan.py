@@ -319,3 +319,30 @@ def test_segmented_layouts_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     f32 = dtype == jnp.float32
     check_against_reference(args, kwargs, dict(interpret=False, **layout),
                             tol=1e-4 if f32 else 1e-2, grad_tol=1e-3 if f32 else 3e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
+def test_kernel_fma_and_exp2_fast_math_compiled_gpu():
+    """The inline-PTX fma.rn.f32 (with a broadcast scalar, as B_t[k] is) and
+    ex2.approx.ftz.f32 inside a kernel, against float64."""
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as pltriton
+    from pallas_kernels.selective_scan.kernel import _exp2, _fma
+    keys = jax.random.split(jax.random.PRNGKey(7), 3)
+    a, b = (jax.random.normal(k, (1 << 15,), jnp.float32) for k in keys[:2])
+    x = jax.random.uniform(keys[2], (1 << 15,), jnp.float32, -60.0, 20.0)
+
+    def kernel(a_ref, b_ref, x_ref, s_ref, fma_ref, exp_ref):
+        fma_ref[...] = _fma(a_ref[...], s_ref[0], b_ref[...], True)
+        exp_ref[...] = _exp2(x_ref[...], True)
+    spec = pl.BlockSpec((1024,), lambda i: (i,))
+    scalar = jnp.array([1.7], jnp.float32)
+    got_fma, got_exp = pl.pallas_call(
+        kernel, out_shape=[jax.ShapeDtypeStruct(a.shape, jnp.float32)] * 2,
+        grid=(a.size // 1024,), in_specs=[spec] * 3 + [pl.BlockSpec((1,), lambda i: (0,))],
+        out_specs=[spec, spec], compiler_params=pltriton.CompilerParams(num_warps=1))(
+            a, b, x, scalar)
+    a64, b64, x64 = (np.asarray(v, np.float64) for v in (a, b, x))
+    np.testing.assert_allclose(np.asarray(got_fma), a64 * 1.7 + b64, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got_exp), np.exp2(x64), rtol=5e-6, atol=0)

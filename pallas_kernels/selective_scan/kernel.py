@@ -70,15 +70,36 @@ class ScanConfig:
     prefetch_bc: bool = True
 
 
+def _ptx(asm, *args):
+    """One float32 PTX instruction applied elementwise (compiled Triton only); the arguments
+    (arrays or scalars) are broadcast to one shape."""
+    from jax.experimental.pallas import triton as pltriton
+    shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in args))
+    args = [jnp.broadcast_to(jnp.asarray(x, jnp.float32), shape) for x in args]
+    return pltriton.elementwise_inline_asm(
+        asm, args=args, constraints=",".join(["=r"] + ["r"] * len(args)), pack=1,
+        result_shape_dtypes=[jax.ShapeDtypeStruct(shape, jnp.float32)])[0]
+
+
 def _log2(x, fast):
     """log2(x); ``fast``: the GPU's lg2.approx (one instruction: compiled Triton only; jnp's
     log2 lowers there to a libdevice logf and a division, ~25 instructions)."""
-    if not fast:
-        return jnp.log2(x)
-    from jax.experimental.pallas import triton as pltriton
-    return pltriton.elementwise_inline_asm(
-        "lg2.approx.ftz.f32 $0, $1;", args=[x], constraints="=r,r", pack=1,
-        result_shape_dtypes=[jax.ShapeDtypeStruct(x.shape, x.dtype)])[0]
+    return _ptx("lg2.approx.ftz.f32 $0, $1;", x) if fast else jnp.log2(x)
+
+
+def _exp2(x, fast):
+    """2^x; ``fast``: the GPU's ex2.approx.ftz, one MUFU instruction (compiled Triton only).
+    jnp's exp2 lowers there to libdevice's exp2f, which wraps the MUFU in a compare and two
+    multiplies to keep denormal results (NOTES.md, v9: 10% of the forward's instructions);
+    with ftz a result under 2^-126 is 0, as in a state that has decayed away."""
+    return _ptx("ex2.approx.ftz.f32 $0, $1;", x) if fast else jnp.exp2(x)
+
+
+def _fma(a, b, c, fast):
+    """a * b + c; ``fast``: one fused multiply-add (fma.rn.f32). The Triton inside jaxlib
+    does not contract a * b + c itself: the forward it compiled had no FFMA at all (NOTES.md,
+    v9), so each h_t and y_t term cost a multiply and an add."""
+    return _ptx("fma.rn.f32 $0, $1, $2, $3;", a, b, c) if fast else a * b + c
 
 
 def _softplus(x, fast=False):
@@ -91,7 +112,7 @@ def _softplus(x, fast=False):
     error < 1e-6 for |x| < 10 (2e-6 at |x| = 40, from rounding x log2 e; with ``fast`` a
     further ~3e-6 from lg2.approx's absolute 2^-22 over log2(1 + e) > 0.087);
     ~15 instructions against ~45 for log1p(exp(x)) in a compiled Triton kernel."""
-    e = jnp.exp2(jnp.minimum(x, 20.0) * LOG2E)
+    e = _exp2(jnp.minimum(x, 20.0) * LOG2E, fast)
     big = _log2(1.0 + e, fast) * LN2
     small = e * (1.0 + e * (-0.5 + e * (1.0 / 3.0 + e * (-0.25 + e * 0.2))))
     return jnp.where(x > 20.0, x, jnp.where(e > 0.0625, big, small))
@@ -415,6 +436,7 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
     bias = ins["bias"][...].astype(jnp.float32) if cfg.has_bias else None
     T, n_chunks = cfg.chunk, cfg.chunks_per_block
     fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z
+    fast = cfg.fast_math
 
     def chunk_body(c, carry):
         h, rows = carry
@@ -428,7 +450,7 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
             u = rows["u"][i].astype(jnp.float32)                              # (1, bd)
             B_t = rows["B"][i].astype(jnp.float32)                            # (N, 1)
             C_t = rows["C"][i].astype(jnp.float32)
-            h = jnp.exp2(d * A2) * h + B_t * (d * u)
+            h = _fma(_exp2(d * A2, fast), h, B_t * (d * u), fast)
             y = jnp.sum(h * C_t, axis=0, keepdims=True)                       # (1, bd)
             ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
         out_ref[pl.ds(c * T, T), :] = _gather_rows(ys).astype(out_ref.dtype)
@@ -459,6 +481,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
     n = A.shape[0]
     fields = ("u", "delta", "B", "C", "dout") + ("z",) * cfg.has_z
     step_of = jax.lax.broadcasted_iota(jnp.int32, (1, T), 1)                 # (1, T)
+    fast = cfg.fast_math
 
     def load(c):
         rows = _load_chunk_tiles(ins, fields, c, T)
@@ -476,7 +499,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             u = rows["u"][i].astype(jnp.float32)
             B_t = rows["B"][i].astype(jnp.float32)
             steps.append((d, raw, u, B_t))
-            H.append(jnp.exp2(d * A2) * H[-1] + B_t * (d * u))
+            H.append(_fma(_exp2(d * A2, fast), H[-1], B_t * (d * u), fast))
         dB_tile = jnp.zeros((n, T), jnp.float32)
         dC_tile = jnp.zeros((n, T), jnp.float32)
         stores = []
@@ -492,13 +515,13 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
                     u, rows["z"][i], Dskip, cfg)
             else:
                 dy = dout
-            g = g + C_t * dy
+            g = _fma(C_t, dy, g, fast)
             dC_col = jnp.sum(H[i + 1] * dy, axis=1, keepdims=True)           # (N, 1)
             dB_col = jnp.sum(g * (d * u), axis=1, keepdims=True)
             dC_tile = jnp.where(step_of == i, dC_col, dC_tile)
             dB_tile = jnp.where(step_of == i, dB_col, dB_tile)
             gB = jnp.sum(g * B_t, axis=0, keepdims=True)                     # (1, bd)
-            a = jnp.exp2(d * A2)
+            a = _exp2(d * A2, fast)
             gah = g * a * H[i]
             ddelta = jnp.sum(gah * A, axis=0, keepdims=True) + gB * u
             du = gB * d
@@ -512,7 +535,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
                 dbias = dbias + ddelta
             row["du"], row["ddelta"] = du, ddelta
             stores.append(row)
-            dA = dA + gah * d
+            dA = _fma(gah, d, dA, fast)
             g = g * a
         stores.reverse()                                     # step order 0 .. T-1
         for name in stores[0]:
@@ -530,7 +553,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
         # adjoint segment s leaves from a zero start, pass 1; stored at index s - 1).
         def link(i, g):
             q = cfg.segments - 2 - i
-            return jnp.exp2(ins["gsums"][q] * A2) * g + ins["gparts"][q]
+            return _fma(_exp2(ins["gsums"][q] * A2, fast), g, ins["gparts"][q], fast)
         g = jax.lax.fori_loop(0, cfg.segments - 1 - segment, link, g)
     init = (g, jnp.zeros(A.shape, jnp.float32), zeros_v, zeros_v)
     _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body,

@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _sigmoid, _split_refs, _step_delta,
-                                                  backward_refs, gate_dy, gate_grads, input_names,
-                                                  step_output)
+from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigmoid, _split_refs,
+                                                  _step_delta, backward_refs, gate_dy, gate_grads,
+                                                  input_names, step_output)
 
 
 def _load_step(ins, names, t, n, bc=("B", "C")):
@@ -57,12 +57,13 @@ def _state_rows(ref, n):
     return [ref[k, :].astype(jnp.float32) for k in range(n)]
 
 
-def _segment_start(ins, A2, p, n):
+def _segment_start(ins, A2, p, n, fast):
     """The state before segment p of a segmented forward, from the end states of segments
     0 .. p-1 run from zero (pass 1): h = 0, then h <- exp2(A2 dsum_q) h + end_q for q < p."""
     def link(q, h):
         dsum = ins["dsums"][q, 0, :]
-        return [jnp.exp2(dsum * A2[k]) * h[k] + ins["ends"][q, k, :] for k in range(n)]
+        return [_fma(_exp2(dsum * A2[k], fast), h[k], ins["ends"][q, k, :], fast)
+                for k in range(n)]
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
     return jax.lax.fori_loop(0, p, link, [zeros] * n)
 
@@ -112,6 +113,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y)
     bc = ("B", "C") if with_y else ("B",)
     ahead_bc = bc if cfg.prefetch_bc else ()
+    fast = cfg.fast_math
 
     def body(c, carry):
         h, dsum, rows = carry
@@ -125,9 +127,11 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
             d, _ = _step_delta(row["delta"], bias, t, limit, cfg)
             u = row["u"].astype(jnp.float32)
             du = d * u
-            h = [jnp.exp2(d * A2[k]) * h[k] + row["B"][k] * du for k in range(n)]
+            h = [_fma(_exp2(d * A2[k], fast), h[k], row["B"][k] * du, fast) for k in range(n)]
             if with_y:
-                y = sum(row["C"][k] * h[k] for k in range(n))
+                y = row["C"][0] * h[0]
+                for k in range(1, n):
+                    y = _fma(row["C"][k], h[k], y, fast)
                 ys.append(step_output(y, u, row["z"] if cfg.has_z else None, Dskip, cfg))
             else:
                 dsum = dsum + d
@@ -147,7 +151,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         return h, dsum, nxt
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    h0 = _segment_start(ins, A2, segment, n) if "ends" in ins else [zeros] * n
+    h0 = _segment_start(ins, A2, segment, n, fast) if "ends" in ins else [zeros] * n
     first = [_load_step(ins, fields, i, n, ahead_bc) for i in range(U)]
     h, dsum, _ = jax.lax.fori_loop(0, n_iter, body, (h0, zeros, first))
     for k in range(n):
@@ -189,7 +193,8 @@ def bwd_adjoint_lanes(*refs, cfg):
             d, _ = _step_delta(row["delta"], bias, c * U + i, limit, cfg)
             dout = row["dout"].astype(jnp.float32)
             dy = gate_dy(dout, row["z"])[0] if cfg.has_z else dout
-            g = [(g[k] + row["C"][k] * dy) * jnp.exp2(d * A2[k]) for k in range(n)]
+            g = [_fma(row["C"][k], dy, g[k], cfg.fast_math) * _exp2(d * A2[k], cfg.fast_math)
+                 for k in range(n)]
             gsum = gsum + d
         return g, gsum
 
