@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
-# Nsight Compute counters of the selective-scan forward kernels (ours, the anchor) at one
-# shape: pipe utilization, issue activity, occupancy and the stall reasons per issue.
-# Usage: bash benchmarks/gpu_profile.sh [profile_kernels.py args]; $OUT/ncu.csv, a table on
-# stdout. The anchor must be built already (benchmarks/mamba_anchor.py), else --no-anchor.
+# Nsight Compute on the selective-scan forward kernels at one shape (profile_kernels.py).
+#   bash benchmarks/gpu_profile.sh [profile_kernels.py args]
+#     counters of ours and the anchor (pipe utilization, issue activity, occupancy, stall
+#     reasons per issue): $OUT/ncu.csv and a table (ncu_table.py). The anchor must be built
+#     already (benchmarks/mamba_anchor.py), else pass --no-anchor.
+#   bash benchmarks/gpu_profile.sh --sass [profile_kernels.py args]
+#     the SASS the device actually runs for ours (jaxlib's own Triton and ptxas, not
+#     triton_ir.py's local triton) with each instruction's executed count, summed by opcode
+#     (ncu_sass.py): $OUT/sass.csv.
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [ "${1:-}" = "--sass" ]; then
+  shift
+  timeout "${PROFILE_TIMEOUT:-300}" "$NCU" --clock-control none -k regex:selective_scan \
+    --section SourceCounters --page source --print-source sass --csv \
+    python3 benchmarks/profile_kernels.py --no-anchor "$@" > "$OUT/sass.csv" 2> "$OUT/sass.err"
+  echo "ncu source rc=$?"; tail -2 "$OUT/sass.err"
+  python3 benchmarks/ncu_sass.py "$OUT/sass.csv" --top 12
+  exit
+fi
 METRICS="gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__registers_per_thread"
 METRICS+=",sm__warps_active.avg.pct_of_peak_sustained_active"
 METRICS+=",smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum"

@@ -1,4 +1,4 @@
-"""Opcode mix of each kernel from Nsight Compute's source page (benchmarks/gpu_sass.sh):
+"""Opcode mix of each kernel from Nsight Compute's source page (gpu_profile.sh --sass):
 executed warp instructions per opcode and the stall samples that fell on them.
 
     python benchmarks/ncu_sass.py sass.csv [--top 20]
@@ -8,6 +8,11 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ncu_table import _num  # noqa: E402
 
 
 def read(path):
@@ -33,18 +38,14 @@ def opcode(source):
     return word.split(".")[0]
 
 
-def _int(x):
-    return int(x.replace(",", "") or 0)
-
-
 def summary(name, header, rows, top=20):
     src, executed = header.index("Source"), header.index("Instructions Executed")
     samples = header.index("Warp Stall Sampling (All Samples)")
     counts, stalls = collections.Counter(), collections.Counter()
     for r in rows:
         op = opcode(r[src].strip() or "?")
-        counts[op] += _int(r[executed])
-        stalls[op] += _int(r[samples])
+        counts[op] += int(_num(r[executed]))
+        stalls[op] += int(_num(r[samples]))
     total = sum(counts.values()) or 1
     lines = [f"{name}: {len(rows)} instructions, {total:,} executed (warp instructions)",
              "| opcode | share of executed | stall samples |", "| --- | --- | --- |"]

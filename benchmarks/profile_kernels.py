@@ -6,7 +6,7 @@
 Ours (the library's default layout) and, when built (benchmarks/mamba_anchor.py), the
 official kernel: ``--calls`` calls each after one warm-up call, bf16 inputs at the protocol's
 shape. It prints nothing but what it ran; the numbers are the profiler's
-(benchmarks/gpu_profile.sh turns them into a table).
+(benchmarks/gpu_profile.sh turns them into tables).
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ def main():
     p.add_argument("--calls", type=int, default=1)
     p.add_argument("--no-anchor", action="store_true")
     a = p.parse_args()
-    bench.BATCH = a.batch
     args = bench.inputs(a.length, jnp.bfloat16, batch=a.batch, seed=3)
     fwd = bench.ours_fwd()
     jax.block_until_ready(fwd(*args))                   # compile (its launches profiled too)

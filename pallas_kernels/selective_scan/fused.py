@@ -182,8 +182,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"segments={segments} needs variant 'lanes' or 'hybrid', got {variant!r}")
     if bwd_segments is None and variant == "hybrid" and platform == "gpu":
         # the tiles backward's programs are the lanes forward's (32 channels each): the same
-        # rule (batch 8 L 4096: 2.90 -> 2.74 ms at P = 8; batch 1 L 16384: 8.63 -> 1.55 ms
-        # at P = 32; benchmarks/NOTES.md, v8 timed)
+        # rule (batch 8 L 4096: 2.90 -> 2.70 ms at P = 16; batch 1 L 16384: 8.63 -> 1.55 ms
+        # at P = 32; benchmarks/NOTES.md, v8-v9 timed)
         bwd_segments = _default_segments(programs, length)
     bwd_segments = bwd_segments or 1
     if bwd_segments > 1 and variant != "hybrid":
@@ -661,7 +661,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         :func:`choose_layout`'s choices (time_block: steps per grid step, TPU layout only;
         unroll: lanes forward; segments: time segments of the lanes forward run in parallel,
         by default chosen from batch x D and L, 1 to disable; prefetch_bc=False: the lanes
-        forward loads B, C at their step, not an iteration ahead (fewer registers; untimed);
+        forward loads B, C at their step, not an iteration ahead (fewer registers, but
+        slower: NOTES.md v7);
         bwd_segments: time segments of hybrid's tiles backward, chosen like segments, 1 to
         disable; see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
