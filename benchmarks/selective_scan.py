@@ -327,27 +327,48 @@ def tokens(out_dir, anchor, reps, inner, modes, max_log=20, min_log=12):
         print(row, flush=True)
 
 
-def sweep(out_dir, length, reps, inner, points=None):
-    """Layouts of ours (block_d, chunk, num_warps) at one shape, forward and backward, bf16.
+SWEEP_FIELDS = ("block_d", "num_warps", "chunk", "unroll", "segments", "prefetch_bc",
+                "bwd_segments")
 
-    ``points``: [(variant, block_d, num_warps, chunk[, unroll[, segments[, prefetch_bc[,
-    bwd_segments]]]])] (prefetch_bc 0 or 1); default
-    SWEEP x --variants."""
+
+def parse_point(text):
+    """"variant[:v1[:v2 ...]][:name=value ...]" -> selective_scan_pallas layout kwargs: the
+    positional values fill SWEEP_FIELDS in order, named ones any layout argument (split,
+    row_ahead, ...); prefetch_bc is 0 or 1, unset fields are the library's choice."""
+    variant, *tokens = text.split(":")
+    layout = dict(variant=variant)
+    positional = [t for t in tokens if "=" not in t]
+    layout.update(zip(SWEEP_FIELDS, map(int, positional)))
+    layout.update((k, int(v)) for k, v in (t.split("=") for t in tokens if "=" in t))
+    if "prefetch_bc" in layout:
+        layout["prefetch_bc"] = bool(layout["prefetch_bc"])
+    return layout
+
+
+def sweep(out_dir, length, reps, inner, points=None, backward=True, anchor=None):
+    """Layouts of ours at one shape, forward (and backward), bf16; the anchor at the same
+    shape first when built (so a point's ratio to it is from the same process).
+
+    ``points``: [layout kwargs] (:func:`parse_point`); default SWEEP x --variants."""
     args = inputs(length, jnp.bfloat16, seed=3)
-    points = points or [(v,) + x for x in SWEEP for v in VARIANTS]
-    for variant, block_d, num_warps, chunk, *more in points:
-        unroll, segments, prefetch_bc, bwd_segments = (list(more) + [None] * 4)[:4]
-        layout = dict(block_d=block_d, num_warps=num_warps, chunk=chunk, variant=variant,
-                      unroll=unroll, segments=segments,
-                      prefetch_bc=None if prefetch_bc is None else bool(prefetch_bc),
-                      bwd_segments=bwd_segments)
-        row = dict(section="sweep", L=length, **layout)
+    ref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*args)
+    if anchor is not None:
+        row = dict(section="sweep", L=length, batch=args[0].shape[0], variant="anchor")
+        for mode in ("fwd", "bwd") if backward else ("fwd",):
+            row[f"{mode}_ms"] = 1e3 * time_impl("anchor", mode, args, anchor, reps, inner)
+        record(out_dir, **row)
+        print(row, flush=True)
+    points = points or [dict(zip(SWEEP_FIELDS, x), variant=v) for x in SWEEP for v in VARIANTS]
+    for layout in points:
+        row = dict(section="sweep", L=length, batch=args[0].shape[0], **layout)
         try:
             fwd = ours_fwd(**layout)
+            row["rel_err_fwd"] = rel_err(fwd(*args), ref)
             row["fwd_ms"] = 1e3 * time_jax(fwd, *args, reps=reps, inner=inner)
-            pull = vjp_of(lambda *a: selective_scan_pallas(*a, delta_softplus=True, **layout),
-                          args)
-            row["bwd_ms"] = 1e3 * time_jax(pull, fwd(*args), reps=reps, inner=inner)
+            if backward:
+                pull = vjp_of(lambda *a: selective_scan_pallas(*a, delta_softplus=True,
+                                                               **layout), args)
+                row["bwd_ms"] = 1e3 * time_jax(pull, fwd(*args), reps=reps, inner=inner)
         except Exception as e:  # noqa: BLE001
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         record(out_dir, **row)
@@ -390,9 +411,10 @@ def main():
     p.add_argument("--inner", type=int, default=5)
     p.add_argument("--sweep-length", type=int, default=4096)
     p.add_argument("--sweep", default="", help="sweep points variant:block_d:num_warps:chunk"
-                   "[:unroll[:segments[:prefetch_bc[:bwd_segments]]]], e.g. "
-                   "hybrid:32:1:4:4:16:0:4,tiles:32:2:8 "
+                   "[:unroll[:segments[:prefetch_bc[:bwd_segments]]]][:name=value...], e.g. "
+                   "hybrid:32:1:4:4:16:0:4,tiles:32:2:8,hybrid:split=4:segments=1 "
                    "(default: SWEEP x --variants)")
+    p.add_argument("--sweep-fwd-only", action="store_true", help="sweep: forward only")
     p.add_argument("--dtypes", default="bf16,f32")
     p.add_argument("--token-modes", default="fwd,bwd")
     p.add_argument("--modes", default="fwd,fwd+z,bwd", help="modes of the time section")
@@ -443,9 +465,9 @@ def main():
     print(header, flush=True)
     floors = measure_floor(a.out) if "floor" in sections else None
     if "sweep" in sections:
-        points = [(v, *map(int, rest)) for v, *rest in
-                  (x.split(":") for x in filter(None, a.sweep.split(",")))]
-        sweep(a.out, a.sweep_length, a.reps, a.inner, points)
+        points = [parse_point(x) for x in filter(None, a.sweep.split(","))]
+        sweep(a.out, a.sweep_length, a.reps, a.inner, points, backward=not a.sweep_fwd_only,
+              anchor=anchor)
     if "check" in sections:
         check_lengths = [int(x) for x in (a.check_lengths or a.lengths).split(",")]
         check(check_lengths, a.out, anchor, grads=not a.no_check_grads,

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=False,
                    segments=None, unroll=None, prefetch_bc=None, bwd_segments=None,
-                   forward_only=False):
+                   forward_only=False, **layout):
     """{kernel name: Triton IR text} for the forward and backward of one shape (with
     ``forward_only``: the forward of an undifferentiated call, which saves no states)."""
     from jax.experimental import pallas as pl
@@ -46,7 +46,8 @@ def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=F
         out = fused.selective_scan_pallas(*a, delta_softplus=True, interpret=False,
                                           platform="gpu", variant=variant, num_warps=num_warps,
                                           segments=segments, unroll=unroll,
-                                          prefetch_bc=prefetch_bc, bwd_segments=bwd_segments)
+                                          prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
+                                          **layout)
         return jnp.sum(out.astype(jnp.float32))
 
     def grad(*a):
@@ -177,6 +178,9 @@ def main():
                    help="the lanes forward loads B, C at their step")
     p.add_argument("--forward-only", action="store_true",
                    help="the forward of an undifferentiated call (no saved states)")
+    p.add_argument("--split", type=int, default=None, help="lanes a channel (hybrid forward)")
+    p.add_argument("--row-ahead", type=int, default=None,
+                   help="iterations ahead the lanes forward loads u, delta")
     p.add_argument("--out", default="/tmp/triton_ir")
     p.add_argument("--triton-path", default=None)
     a = p.parse_args()
@@ -185,10 +189,11 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     from pallas_kernels.selective_scan import choose_layout
     lay = choose_layout(a.length, 1536, 16, 1, "gpu", False, num_warps=a.num_warps,
-                        variant=a.variant)
+                        variant=a.variant, split=a.split)
     mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z, segments=a.segments,
                           unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None,
-                          bwd_segments=a.bwd_segments, forward_only=a.forward_only)
+                          bwd_segments=a.bwd_segments, forward_only=a.forward_only,
+                          split=a.split, row_ahead=a.row_ahead)
     for name, ttir in mods.items():
         warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps  # lanes kernels
         tag = f"{a.variant}_w{warps}_{name}"

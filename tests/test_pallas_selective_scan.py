@@ -107,12 +107,47 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
     pytest.param(1, 37, 16, 4, None, jnp.float32, False, dict(segments=4, variant="lanes"),
                  id="lanes-4seg-Lprime"),
     pytest.param(2, 50, 32, 16, None, jnp.bfloat16, True, dict(segments=2), id="bf16-2seg"),
+    pytest.param(2, 21, 40, 6, 2, jnp.float32, True, dict(segments=3, chunk=2, unroll=2,
+                                                          row_ahead=3), id="3seg-rows3ahead"),
 ])
 def test_segmented_forward_interpret(batch, length, dim, n, groups, dtype, softplus, layout):
     """Time cut into segments run in parallel (pass 1: end states from zero; combine; pass 2
     from the true states): the same outputs, last state and gradients as the reference."""
     _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), softplus, True,
                      layout)
+
+
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,layout", [
+    pytest.param(2, 21, 40, 6, 2, jnp.float32, dict(split=2, chunk=2, unroll=2),
+                 id="split2-grouped-Npad"),
+    pytest.param(2, 21, 40, 16, None, jnp.float32, dict(split=4, chunk=4, unroll=2, segments=3),
+                 id="split4-3seg"),
+    pytest.param(1, 37, 16, 8, None, jnp.float32,
+                 dict(split=8, chunk=4, unroll=4, segments=2, row_ahead=2),
+                 id="split8-2seg-Lprime-rows2ahead"),
+    pytest.param(2, 50, 32, 16, None, jnp.bfloat16, dict(split=4, segments=2), id="bf16-split4"),
+])
+def test_split_lanes_forward_interpret(batch, length, dim, n, groups, dtype, layout):
+    """A channel's N states on S lanes (hybrid's forward; the tiles backward reads the states
+    it saved): outputs, last state and gradients against the reference."""
+    _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), True, True,
+                     dict(layout, variant="hybrid"))
+
+
+def test_split_layout_blocks_and_checks():
+    """split S: the forward's program holds 32 / S channels, the backward's 32; S programs
+    for one, so the default segments fall by S; S must be a power of two dividing N_pad and
+    needs hybrid."""
+    lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=8, split=4)
+    assert (lay.block_d, lay.bwd_block_d, lay.split, lay.group_width) == (8, 32, 4, 1536)
+    assert lay.segments == 4 and lay.bwd_segments == 16
+    assert choose_layout(100, 20, 16, 1, "gpu", False, split=2).group_width == 32
+    with pytest.raises(ValueError, match="split"):
+        choose_layout(64, 32, 16, 1, "gpu", False, split=3)
+    with pytest.raises(ValueError, match="split"):
+        choose_layout(64, 32, 4, 1, "gpu", False, split=8)
+    with pytest.raises(ValueError, match="split"):
+        choose_layout(64, 32, 16, 1, "gpu", False, split=2, variant="lanes")
 
 
 def test_default_segmented_layout_interpret():
@@ -306,13 +341,19 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
-@pytest.mark.parametrize("layout", [dict(segments=2), dict(segments=5),
-                                    dict(bwd_segments=3), dict(prefetch_bc=False)])
+@pytest.mark.parametrize("layout", [
+    pytest.param(dict(segments=2), id="seg2"), pytest.param(dict(segments=5), id="seg5"),
+    pytest.param(dict(bwd_segments=3), id="bwdseg3"),
+    pytest.param(dict(prefetch_bc=False), id="bcatstep"),
+    pytest.param(dict(split=2, segments=1), id="split2"),
+    pytest.param(dict(split=4, segments=3), id="split4-seg3"),
+    pytest.param(dict(row_ahead=2), id="rows2")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES[:2])
 def test_segmented_layouts_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
                                          layout):
-    """The segmented forward and backward (hybrid) compiled, and B, C loaded at their step:
-    values, last state and gradients."""
+    """The segmented forward and backward (hybrid) compiled, B, C loaded at their step, a
+    channel's states on 2 or 4 lanes, u, delta loaded 2 iterations ahead: values, last state
+    and gradients."""
     args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
                          *(everything,) * 3, for_softplus=everything)
     kwargs = dict(delta_softplus=everything, return_last_state=everything)

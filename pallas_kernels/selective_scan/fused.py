@@ -66,7 +66,10 @@ class Layout(NamedTuple):
     loop iteration of the lanes forward; prefetch_bc: the lanes forward loads B, C one
     iteration ahead (else at their step); bwd_segments: time segments the tiles backward runs
     in parallel (see :func:`_backward_call`); segments: time segments the lanes forward runs in
-    parallel (see :func:`_forward_segmented`).
+    parallel (see :func:`_forward_segmented`); row_ahead: iterations ahead the lanes forward
+    loads u, delta (z); split: lanes a channel in the lanes forward (hybrid; J = N / split
+    states a lane, block_d = bwd_block_d / split channels a warp, see
+    :class:`.lanes.Lanes`); bwd_block_d: channels a program of hybrid's backward (0: block_d).
     """
     platform: str
     interpret: bool
@@ -83,6 +86,9 @@ class Layout(NamedTuple):
     segments: int = 1
     prefetch_bc: bool = True
     bwd_segments: int = 1
+    row_ahead: int = 1
+    split: int = 1
+    bwd_block_d: int = 0
 
 
 # The lanes forward's time segments (choose_layout): enough single-warp programs for ~12 an
@@ -119,7 +125,8 @@ def _default_segments(programs, length):
 
 def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
-                  unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None):
+                  unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None,
+                  row_ahead=None, split=None):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
@@ -133,7 +140,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     :func:`_forward_segmented`): the smallest power of two P giving batch x D / 32 x P >=
     SEGMENT_PROGRAMS programs, at most MAX_SEGMENTS, with segments of at least MIN_SEGMENT
     steps; it walks 32 / N_pad steps an iteration then, 64 / N_pad unsegmented. hybrid's
-    tiles backward is cut into bwd_segments time segments by the same rule.
+    tiles backward is cut into bwd_segments time segments by the same rule. ``split`` = S
+    (hybrid) puts a channel's N states on S lanes: the forward's programs hold 32 / S
+    channels (the backward's stay 32), S x the programs for the same P.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -152,24 +161,34 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if variant in GPU_ONLY_VARIANTS and platform != "gpu":
         raise ValueError(f"variant={variant!r} has only the GPU (Triton) layout")
     bwd_num_warps = 0
+    split = split or 1
+    if split & (split - 1) or split > n_pad:
+        raise ValueError(f"split={split} must be a power of two dividing N_pad={n_pad}")
+    if split > 1 and variant != "hybrid":
+        raise ValueError(f"split={split} needs variant 'hybrid' (the lanes forward with the "
+                         f"tiles backward), got {variant!r}")
+    bwd_block_d = 0
     if variant in ("lanes", "hybrid"):
         # One lane per channel: 32 channels a warp, N states a lane. The forward unrolls
         # `unroll` steps per loop iteration (its registers: 2 x unroll x N prefetched B, C
         # scalars; chosen below, with the segments); the lanes backward holds T x N
         # recomputed states a lane, so T shrinks as N grows. hybrid: the tiles backward (its
         # own warps) on the lanes forward's states.
-        block_d = block_d or max(1, min(32, _next_pow2(width)))
+        # split lanes a channel: the forward's block is the backward's over split
+        bwd_block_d = block_d * split if block_d else max(1, min(32, _next_pow2(width)))
+        block_d = max(1, bwd_block_d // split)
         # hybrid: T = 4, where the tiles backward fits its registers at N = 16 (T = 8 spills
         # 1.2 KB a thread and ran 2.8x slower: benchmarks/NOTES.md, run 7).
         lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (4 if n_pad <= 16 else 8)
         chunk = chunk or lanes_chunk
         if variant == "hybrid":
             bwd_num_warps = _tile_warps(n_pad, block_d)
-        num_warps = num_warps or max(1, block_d // 32)
+        num_warps = num_warps or max(1, block_d * split // 32)
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         chunk = chunk or (8 if n_pad <= 64 else 4)
     programs = batch * groups * -(-width // block_d)
+    bwd_programs = batch * groups * -(-width // (bwd_block_d or block_d))
     if segments is None and variant in ("lanes", "hybrid"):
         segments = _default_segments(programs, length)
     segments = segments or 1
@@ -184,7 +203,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # the tiles backward's programs are the lanes forward's (32 channels each): the same
         # rule (batch 8 L 4096: 2.90 -> 2.70 ms at P = 16; batch 1 L 16384: 8.63 -> 1.55 ms
         # at P = 32; benchmarks/NOTES.md, v8-v9 timed)
-        bwd_segments = _default_segments(programs, length)
+        bwd_segments = _default_segments(bwd_programs, length)
     bwd_segments = bwd_segments or 1
     if bwd_segments > 1 and variant != "hybrid":
         raise ValueError(f"bwd_segments={bwd_segments} needs variant 'hybrid' (the tiles "
@@ -197,9 +216,33 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if variant in ("tiles", "hybrid") and chunk & (chunk - 1):
         raise ValueError(f"variant={variant!r} needs a power-of-two chunk, got {chunk}")
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
-                  _round_up(width, block_d), num_warps, variant, unroll,
+                  _round_up(width, bwd_block_d or block_d), num_warps, variant, unroll,
                   bwd_num_warps or num_warps, segments,
-                  True if prefetch_bc is None else bool(prefetch_bc), bwd_segments)
+                  True if prefetch_bc is None else bool(prefetch_bc), bwd_segments,
+                  row_ahead or 1, split, bwd_block_d)
+
+
+def _bwd_layout(lay):
+    """The layout of the backward kernels: hybrid's tiles backward keeps its own block."""
+    return lay._replace(block_d=lay.bwd_block_d or lay.block_d, split=1)
+
+
+def _state_dims(lay):
+    """The N axis as the lanes forward's kernels see it: (N,), or (S, N / S) (split S)."""
+    return (lay.n_state,) if lay.split == 1 else (lay.split, lay.n_state // lay.split)
+
+
+def _split_n(x, lay, axis):
+    """Reshape x's N axis to :func:`_state_dims` (state k = s J + j)."""
+    axis = axis % x.ndim
+    return x.reshape(x.shape[:axis] + _state_dims(lay) + x.shape[axis + 1:])
+
+
+def _merge_n(x, lay, axis):
+    """Inverse of :func:`_split_n` (``axis``: where the N axis starts)."""
+    axis = axis % x.ndim
+    k = len(_state_dims(lay))
+    return x.reshape(x.shape[:axis] + (lay.n_state,) + x.shape[axis + k:])
 
 
 # ---------------------------------------------------------------- padding helpers
@@ -246,7 +289,7 @@ def _kernel_bc(x, lay, backward=False):
     """(batch, G, L_pad, N_pad) -> the layout and dtype the kernel reads (see _bc_layout)."""
     order, as_f32 = _bc_layout(lay.variant, backward)
     x = x.astype(jnp.float32) if as_f32 else x
-    return jnp.swapaxes(x, 2, 3) if order == "NL" else x
+    return jnp.swapaxes(x, 2, 3) if order == "NL" else _split_n(x, lay, 3)
 
 
 # ---------------------------------------------------------------- pallas_call builders
@@ -277,20 +320,23 @@ def _specs(lay, length_pad, backward=False):
             }[kind]
     else:
         transposed = _bc_layout(lay.variant, backward)[0] == "NL"
-        bc_block = (None, None, n, length_pad) if transposed else (None, None, length_pad, n)
+        sd = _state_dims(lay)            # (N,), or (S, J) in the split lanes forward
+        z = (0,) * len(sd)
+        bc_block = (None, None, n, length_pad) if transposed else (None, None, length_pad, *sd)
+        bc_zeros = (0, 0) if transposed else (0,) + z
 
         def spec(kind, reverse=False):
             del reverse
             return {
                 "seq": pl.BlockSpec((None, length_pad, lay.block_d), lambda b, j: (b, 0, j)),
-                "A": pl.BlockSpec((n, lay.block_d), lambda b, j: (0, j)),
-                "bc": pl.BlockSpec(bc_block,
-                                   lambda b, j: (b, jax.lax.div(j, blocks_per_group), 0, 0)),
+                "A": pl.BlockSpec((*sd, lay.block_d), lambda b, j: (*z, j)),
+                "bc": pl.BlockSpec(bc_block, lambda b, j: (b, jax.lax.div(j, blocks_per_group),
+                                                           *bc_zeros)),
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
-                "states": pl.BlockSpec((None, length_pad // T, n, lay.block_d),
-                                       lambda b, j: (b, 0, 0, j)),
-                "state": pl.BlockSpec((None, n, lay.block_d), lambda b, j: (b, 0, j)),
-                "partial_state": pl.BlockSpec((None, n, lay.block_d), lambda b, j: (b, 0, j)),
+                "states": pl.BlockSpec((None, length_pad // T, *sd, lay.block_d),
+                                       lambda b, j: (b, 0, *z, j)),
+                "state": pl.BlockSpec((None, *sd, lay.block_d), lambda b, j: (b, *z, j)),
+                "partial_state": pl.BlockSpec((None, *sd, lay.block_d), lambda b, j: (b, *z, j)),
                 "partial_bc": pl.BlockSpec(bc_block, lambda b, j: (b, j, 0, 0)),
                 "partial_vec": pl.BlockSpec((None, 1, lay.block_d), lambda b, j: (b, 0, j)),
             }[kind]
@@ -311,23 +357,25 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0):
     def group(j):
         return jax.lax.div(j, blocks_per_group)
 
+    sd = _state_dims(lay)                # (N,), or (S, J) in the split lanes forward
+    z = (0,) * len(sd)
     if transposed:
         bc = pl.BlockSpec((None, None, n, seg), lambda b, j, p: (b, group(j), 0, p + shift))
         partial_bc = pl.BlockSpec((None, None, n, seg), lambda b, j, p: (b, j, 0, p))
     else:
-        bc = pl.BlockSpec((None, None, seg, n), lambda b, j, p: (b, group(j), p + shift, 0))
+        bc = pl.BlockSpec((None, None, seg, *sd), lambda b, j, p: (b, group(j), p + shift, *z))
         partial_bc = pl.BlockSpec((None, None, seg, n), lambda b, j, p: (b, j, p, 0))
     kinds = {
         "seq": pl.BlockSpec((None, seg, bd), lambda b, j, p: (b, p + shift, j)),
-        "A": pl.BlockSpec((n, bd), lambda b, j, p: (0, j)),
+        "A": pl.BlockSpec((*sd, bd), lambda b, j, p: (*z, j)),
         "bc": bc,
         "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
-        "states": pl.BlockSpec((None, seg // T, n, bd), lambda b, j, p: (b, p, 0, j)),
-        "state": pl.BlockSpec((None, n, bd), lambda b, j, p: (b, 0, j)),
+        "states": pl.BlockSpec((None, seg // T, *sd, bd), lambda b, j, p: (b, p, *z, j)),
+        "state": pl.BlockSpec((None, *sd, bd), lambda b, j, p: (b, *z, j)),
         "partial_bc": partial_bc,
-        "partial_state": pl.BlockSpec((None, None, n, bd), lambda b, j, p: (b, p, 0, j)),
+        "partial_state": pl.BlockSpec((None, None, *sd, bd), lambda b, j, p: (b, p, *z, j)),
         "partial_vec": pl.BlockSpec((None, None, 1, bd), lambda b, j, p: (b, p, 0, j)),
-        "all_parts": pl.BlockSpec((None, P - 1, n, bd), lambda b, j, p: (b, 0, 0, j)),
+        "all_parts": pl.BlockSpec((None, P - 1, *sd, bd), lambda b, j, p: (b, 0, *z, j)),
         "all_sums": pl.BlockSpec((None, P - 1, 1, bd), lambda b, j, p: (b, 0, 0, j)),
     }
     return lambda kind, reverse=False: kinds[kind]
@@ -363,7 +411,7 @@ def _config(lay, length, opts, reverse_time=False):
                       has_bias=has_bias, softplus=softplus, carry=lay.platform == "tpu",
                       reverse_time=reverse_time, unroll=lay.unroll or lay.chunk,
                       fast_math=lay.platform == "gpu" and not lay.interpret,
-                      prefetch_bc=lay.prefetch_bc)
+                      prefetch_bc=lay.prefetch_bc, row_ahead=lay.row_ahead, split=lay.split)
 
 
 def _segment_config(cfg, lay, length_pad, P):
@@ -392,11 +440,11 @@ def _forward_segmented(lay, length, opts, save_states, args):
     cfg = _segment_config(_config(lay, length, opts), lay, length_pad, P)
     spec = _segment_specs(lay, length_pad, P)
     in_specs = _input_specs(spec, opts)
-    args = list(args)
-    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
+    args = _forward_args(args, lay)
+    sd = _state_dims(lay)
     call = functools.partial(pl.pallas_call, compiler_params=_compiler_params(lay),
                              interpret=lay.interpret)
-    ends_shape = jax.ShapeDtypeStruct((batch, P - 1, n, dim_pad), jnp.float32)
+    ends_shape = jax.ShapeDtypeStruct((batch, P - 1, *sd, dim_pad), jnp.float32)
     dsums_shape = jax.ShapeDtypeStruct((batch, P - 1, 1, dim_pad), jnp.float32)
     ends, dsums = call(
         functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=False, end_state_only=True),
@@ -409,16 +457,26 @@ def _forward_segmented(lay, length, opts, save_states, args):
     out_specs = [spec("seq")]
     if save_states:
         T = lay.chunk
-        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // T, n, dim_pad), jnp.float32))
+        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // T, *sd, dim_pad),
+                                              jnp.float32))
         out_specs.append(spec("states"))
     # the last state is the last segment's end: each program writes its own (batch, P, N, D)
-    out_shape.append(jax.ShapeDtypeStruct((batch, P, n, dim_pad), jnp.float32))
+    out_shape.append(jax.ShapeDtypeStruct((batch, P, *sd, dim_pad), jnp.float32))
     out_specs.append(spec("partial_state"))
     res = call(functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=save_states),
                grid=(batch, dim_pad // bd, P), in_specs=in_specs, out_specs=out_specs,
                out_shape=out_shape, name="selective_scan_fwd")(*args, ends, dsums)
-    last = res[-1][:, P - 1]
-    return res[0], (res[1] if save_states else None), last
+    last = _merge_n(res[-1][:, P - 1], lay, 1)
+    return res[0], (_merge_n(res[1], lay, 2) if save_states else None), last
+
+
+def _forward_args(args, lay):
+    """The padded inputs as the forward kernel reads them: B, C in its layout and dtype (see
+    :func:`_kernel_bc`), A's N axis as :func:`_state_dims`."""
+    args = list(args)
+    args[2] = _split_n(args[2], lay, 0)
+    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
+    return args
 
 
 def _input_specs(spec, opts, reverse=False):
@@ -436,18 +494,17 @@ def _forward_call(lay, length, opts, save_states, args):
     batch, length_pad, dim_pad = u.shape
     cfg = _config(lay, length, opts)
     spec = _specs(lay, length_pad)
-    n = lay.n_state
+    n, sd = lay.n_state, _state_dims(lay)
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [spec("seq")]
     if save_states:
-        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // lay.chunk, n, dim_pad),
+        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // lay.chunk, *sd, dim_pad),
                                               jnp.float32))
         out_specs.append(spec("states"))
-    out_shape.append(jax.ShapeDtypeStruct((batch, n, dim_pad), jnp.float32))
+    out_shape.append(jax.ShapeDtypeStruct((batch, *sd, dim_pad), jnp.float32))
     out_specs.append(spec("state"))
     kernel = KERNELS[lay.variant][0]
-    args = list(args)
-    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
+    args = _forward_args(args, lay)
     res = pl.pallas_call(
         functools.partial(kernel, cfg=cfg, save_states=save_states),
         grid=_grid(lay, batch, dim_pad, length_pad),
@@ -457,7 +514,9 @@ def _forward_call(lay, length, opts, save_states, args):
         compiler_params=_compiler_params(lay), interpret=lay.interpret,
         name="selective_scan_fwd",
     )(*args)
-    return (res[0], res[1], res[2]) if save_states else (res[0], None, res[1])
+    if save_states:
+        return res[0], _merge_n(res[1], lay, 2), _merge_n(res[2], lay, 1)
+    return res[0], None, _merge_n(res[1], lay, 1)
 
 
 def _backward_adjoints(lay, length, opts, args, dout):
@@ -590,8 +649,8 @@ def _scan_core_bwd(lay, length, softplus, residuals, cotangents):
     inputs, states = residuals
     dout, dlast = cotangents
     opts = _opts(*inputs[5:], softplus)
-    return _backward_call(lay, length, opts, _pack(*inputs), dout.astype(inputs[0].dtype),
-                          states, dlast.astype(jnp.float32))
+    return _backward_call(_bwd_layout(lay), length, opts, _pack(*inputs),
+                          dout.astype(inputs[0].dtype), states, dlast.astype(jnp.float32))
 
 
 _scan_core.defvjp(_scan_core_fwd, _scan_core_bwd)
@@ -643,7 +702,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
                           time_block=None, variant=None, unroll=None, segments=None,
-                          prefetch_bc=None, bwd_segments=None):
+                          prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -664,7 +723,9 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         forward loads B, C at their step, not an iteration ahead (fewer registers, but
         slower: NOTES.md v7);
         bwd_segments: time segments of hybrid's tiles backward, chosen like segments, 1 to
-        disable; see benchmarks/NOTES.md).
+        disable; row_ahead: iterations ahead the lanes forward loads u, delta, z (default
+        1); split: lanes a channel in hybrid's forward (1, 2, 4, ...: N / split states a
+        lane, split x the programs); see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -679,7 +740,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         interpret = jax.default_backend() == "cpu"
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
                         time_block, variant, unroll, segments, batch=batch,
-                        prefetch_bc=prefetch_bc, bwd_segments=bwd_segments)
+                        prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
+                        row_ahead=row_ahead, split=split)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -53,7 +53,9 @@ class ScanConfig:
     segments: time segments of the lanes forward run in parallel (grid axis 2), see
     :mod:`.fused`; fast_math: approximate GPU instructions where jnp has none (compiled
     Triton only: lg2.approx in softplus); prefetch_bc: the lanes forward loads B, C an
-    iteration ahead (in the loop carry) rather than at their step.
+    iteration ahead (in the loop carry) rather than at their step; row_ahead: iterations
+    ahead the lanes forward loads u, delta (z); split: lanes a channel in the lanes forward
+    (its N axes viewed as (split, N / split)), see :class:`.lanes.Lanes`.
     """
     length: int
     chunk: int
@@ -68,6 +70,8 @@ class ScanConfig:
     segments: int = 1
     fast_math: bool = False
     prefetch_bc: bool = True
+    row_ahead: int = 1
+    split: int = 1
 
 
 def _ptx(asm, *args):

@@ -34,59 +34,117 @@ from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigm
                                                   input_names, step_output)
 
 
-def _load_step(ins, names, t, n, bc=("B", "C")):
-    """{name: row (bd,) at step t} as stored (no cast), and for B, C: [N scalars]."""
-    row = {name: ins[name][t, :] for name in names}
-    row.update({name: [ins[name][t, k] for k in range(n)] for name in bc})
+class Lanes:
+    """How the lanes kernels hold a channel's N states: on S lanes, J = N / S states a lane.
+
+    S = 1: a row (u_t, delta_t, y_t, ...) is a (bd,) vector, a state group h[k] (bd,), B_t[k]
+    a scalar; the N-axis of a ref is indexed k = 0 .. N-1. S > 1: a row is (1, bd), a state
+    group h[j] is (S, bd) (element [s, c] is state k = s J + j of channel c), B_t[j] an
+    (S, 1) column, and refs with an N axis are viewed with it split as (S, J) (the caller
+    reshapes the arrays; k = s J + j is that reshape). Triton gives an (S, bd) tile the layout
+    threadsPerWarp [S, 32 / S] (benchmarks/triton_ir.py: no layout conversion), so each lane
+    holds J states of one channel, and y_t's sum over N is J - 1 adds in a lane and log2 S
+    shuffles. Everything else is elementwise and written once for both.
+    """
+
+    def __init__(self, split, n):
+        self.S, self.J = split, n // split
+
+    def row(self, ref, t):
+        """Step t of a (L, bd) ref."""
+        return ref[t, :] if self.S == 1 else ref[pl.ds(t, 1), :]
+
+    def put_row(self, ref, t, value):
+        if self.S == 1:
+            ref[t, :] = value
+        else:
+            ref[pl.ds(t, 1), :] = value
+
+    def vec(self, ref, *lead):
+        """A (..., 1, bd) ref's row (D, bias, a delta sum)."""
+        return ref[(*lead, 0, slice(None))] if self.S == 1 else ref[(*lead, pl.ds(0, 1), slice(None))]
+
+    def put_vec(self, ref, value):
+        if self.S == 1:
+            ref[0, :] = value
+        else:
+            ref[...] = value
+
+    def bc(self, ref, t, j):
+        """B_t or C_t of state group j from a (L, N) ref ((L, S, J) for S > 1)."""
+        return ref[t, j] if self.S == 1 else ref[t, :, pl.ds(j, 1)]
+
+    def states(self, ref, *lead):
+        """The J state groups of a (..., N, bd) ref ((..., S, J, bd)), float32."""
+        if self.S == 1:
+            return [ref[(*lead, k, slice(None))].astype(jnp.float32) for k in range(self.J)]
+        return [ref[(*lead, slice(None), j, slice(None))].astype(jnp.float32)
+                for j in range(self.J)]
+
+    def put_states(self, ref, h, *lead):
+        for j in range(self.J):
+            if self.S == 1:
+                ref[(*lead, j, slice(None))] = h[j]
+            else:
+                ref[(*lead, slice(None), j, slice(None))] = h[j]
+
+    def zero_row(self, bd):
+        return jnp.zeros((bd,) if self.S == 1 else (1, bd), jnp.float32)
+
+    def total(self, y):
+        """Sum over the S lanes of a channel: (S, bd) -> (1, bd)."""
+        return y if self.S == 1 else jnp.sum(y, axis=0, keepdims=True)
+
+
+def _load_step(ins, names, t, lanes, bc=("B", "C")):
+    """{name: row at step t} as stored (no cast), and for B, C: [J scalars or columns]."""
+    row = {name: lanes.row(ins[name], t) for name in names}
+    row.update({name: [lanes.bc(ins[name], t, j) for j in range(lanes.J)] for name in bc})
     return row
 
 
-def _load_chunk(ins, names, c, T, n, bc=("B", "C")):
+def _load_chunk(ins, names, c, T, lanes, bc=("B", "C")):
     """{name: [its value at step t for the T steps of chunk c]} (see :func:`_load_step`):
     everything the chunk reads, issued together.
 
     The kernels load chunk c + 1 while chunk c computes (the values travel in the loop
     carry): with one warp per program nothing else hides a load's latency, and the compiler
     cannot move loads above the previous chunk's stores."""
-    steps = [_load_step(ins, names, c * T + i, n, bc) for i in range(T)]
+    steps = [_load_step(ins, names, c * T + i, lanes, bc) for i in range(T)]
     return {name: [step[name] for step in steps] for name in steps[0]}
 
 
-def _state_rows(ref, n):
-    """The N (bd,) float32 rows of an (N, bd) ref."""
-    return [ref[k, :].astype(jnp.float32) for k in range(n)]
-
-
-def _segment_start(ins, A2, p, n, fast):
+def _segment_start(ins, A2, p, lanes, fast):
     """The state before segment p of a segmented forward, from the end states of segments
     0 .. p-1 run from zero (pass 1): h = 0, then h <- exp2(A2 dsum_q) h + end_q for q < p."""
     def link(q, h):
-        dsum = ins["dsums"][q, 0, :]
-        return [_fma(_exp2(dsum * A2[k], fast), h[k], ins["ends"][q, k, :], fast)
-                for k in range(n)]
+        dsum = lanes.vec(ins["dsums"], q)
+        ends = lanes.states(ins["ends"], q)
+        return [_fma(_exp2(dsum * A2[j], fast), h[j], ends[j], fast) for j in range(lanes.J)]
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    return jax.lax.fori_loop(0, p, link, [zeros] * n)
+    return jax.lax.fori_loop(0, p, link, [zeros] * lanes.J)
 
 
 def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False):
-    """Forward of one (batch, channel block[, time segment]), one lane per channel.
+    """Forward of one (batch, channel block[, time segment]), S = cfg.split lanes a channel.
 
     Inputs (kernel view): u, delta, z (Lp, bd); A (N, bd) float32; B, C (Lp, N) float32; D,
     bias (1, bd); with ``cfg.segments`` = P > 1 also the end states (P-1, N, bd) and the
     delta sums (P-1, 1, bd) of pass 1, from which the program links its segment's start state.
     Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state before every
-    T-th step, T = cfg.chunk); last (N, bd). A loop iteration walks U = cfg.unroll steps; U
-    and T divide one another.
+    T-th step, T = cfg.chunk); last (N, bd). Every N axis is (S, J) for S > 1 (:class:`Lanes`).
+    A loop iteration walks U = cfg.unroll steps; U and T divide one another.
 
     ``end_state_only`` (pass 1 of a segmented forward, see :mod:`.fused`): no C, z, y; the
     outputs are the state at the segment's end started from zero, last (N, bd), and the sum
     of delta over the segment, dsum (1, bd) (its decay is exp(A dsum)).
 
-    Loads are software-pipelined by step: step i of the next iteration is loaded right after
-    step i computes, into the registers step i's values free (loading a whole iteration
-    ahead kept both sets live and cost ~100 register moves an iteration). With
-    ``cfg.prefetch_bc`` False the 2N scalars of B, C are loaded at their step instead (a
-    quarter of the registers at U = 4; the latency is left to other warps to hide).
+    Loads are software-pipelined by step: step i of iteration c + 1 is loaded right after step
+    i computes, into the registers step i's values free (loading a whole iteration ahead kept
+    both sets live and cost ~100 register moves an iteration). u, delta (z) are loaded
+    ``cfg.row_ahead`` iterations ahead (they come from DRAM; B, C from L2). With
+    ``cfg.prefetch_bc`` False the B, C values are loaded at their step instead (fewer
+    registers; the latency is left to other warps to hide).
     """
     assert not cfg.carry, "the lanes variant has no TPU layout"
     segmented = cfg.segments > 1
@@ -101,10 +159,12 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         states_ref = rest[1] if save_states else None
         last_ref = rest[1 + save_states]
 
-    n = ins["A"].shape[0]
-    A2 = [a * LOG2E for a in _state_rows(ins["A"], n)]
-    Dskip = ins["D"][0, :].astype(jnp.float32) if cfg.has_D else None
-    bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
+    lanes = Lanes(cfg.split, ins["A"].shape[0] * ins["A"].shape[1] if cfg.split > 1
+                  else ins["A"].shape[0])
+    J = lanes.J
+    A2 = [a * LOG2E for a in lanes.states(ins["A"])]
+    Dskip = lanes.vec(ins["D"]).astype(jnp.float32) if cfg.has_D else None
+    bias = lanes.vec(ins["bias"]).astype(jnp.float32) if cfg.has_bias else None
     U, T = cfg.unroll, cfg.chunk
     n_iter = cfg.chunks_per_block * T // U
     segment = pl.program_id(2) if segmented else 0
@@ -113,51 +173,60 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y)
     bc = ("B", "C") if with_y else ("B",)
     ahead_bc = bc if cfg.prefetch_bc else ()
+    R = max(1, cfg.row_ahead)
     fast = cfg.fast_math
 
+    def iteration(c):
+        return jnp.minimum(c, n_iter - 1) * U
+
     def body(c, carry):
-        h, dsum, rows = carry
-        ahead = jnp.minimum(c + 1, n_iter - 1) * U
-        ys, saved, nxt = [], [], []
+        # queue[r]: the rows of iteration c + r (r < R); queue[0] also holds its B, C.
+        h, dsum, queue = carry
+        far, near = iteration(c + R), iteration(c + 1)
+        ys, saved, new, new_bc = [], [], [], []
         for i in range(U):
             if save_states and i % T == 0:
                 saved.append(h)              # the state before step c*U + i
             t = c * U + i
-            row = rows[i] if cfg.prefetch_bc else {**rows[i], **_load_step(ins, (), t, n, bc)}
+            row = queue[0][i]
+            if not cfg.prefetch_bc:
+                row = {**row, **_load_step(ins, (), t, lanes, bc)}
             d, _ = _step_delta(row["delta"], bias, t, limit, cfg)
             u = row["u"].astype(jnp.float32)
             du = d * u
-            h = [_fma(_exp2(d * A2[k], fast), h[k], row["B"][k] * du, fast) for k in range(n)]
+            h = [_fma(_exp2(d * A2[j], fast), h[j], row["B"][j] * du, fast) for j in range(J)]
             if with_y:
                 y = row["C"][0] * h[0]
-                for k in range(1, n):
-                    y = _fma(row["C"][k], h[k], y, fast)
-                ys.append(step_output(y, u, row["z"] if cfg.has_z else None, Dskip, cfg))
+                for j in range(1, J):
+                    y = _fma(row["C"][j], h[j], y, fast)
+                ys.append(step_output(lanes.total(y), u, row["z"] if cfg.has_z else None,
+                                      Dskip, cfg))
             else:
                 dsum = dsum + d
-            nxt.append(_load_step(ins, fields, ahead + i, n, ahead_bc))
+            new.append(_load_step(ins, fields, far + i, lanes, ()))
+            new_bc.append(_load_step(ins, (), near + i, lanes, ahead_bc))
+        queue = queue[1:] + [new]
+        queue[0] = [{**rows, **b} for rows, b in zip(queue[0], new_bc)]
         # Stores last: a load cannot be moved above a store to another buffer.
         for i, y in enumerate(ys):
-            out_ref[c * U + i, :] = y.astype(out_ref.dtype)
+            lanes.put_row(out_ref, c * U + i, y.astype(out_ref.dtype))
         if save_states and U >= T:
             for j, hs in enumerate(saved):
-                for k in range(n):
-                    states_ref[c * (U // T) + j, k, :] = hs[k]
+                lanes.put_states(states_ref, hs, c * (U // T) + j)
         elif save_states:                    # one state every T // U iterations
             @pl.when(jax.lax.rem(c, T // U) == 0)       # (jnp's % does not lower)
             def _():
-                for k in range(n):
-                    states_ref[c // (T // U), k, :] = saved[0][k]
-        return h, dsum, nxt
+                lanes.put_states(states_ref, saved[0], c // (T // U))
+        return h, dsum, queue
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    h0 = _segment_start(ins, A2, segment, n, fast) if "ends" in ins else [zeros] * n
-    first = [_load_step(ins, fields, i, n, ahead_bc) for i in range(U)]
-    h, dsum, _ = jax.lax.fori_loop(0, n_iter, body, (h0, zeros, first))
-    for k in range(n):
-        last_ref[k, :] = h[k]
+    h0 = _segment_start(ins, A2, segment, lanes, fast) if "ends" in ins else [zeros] * J
+    queue = [[_load_step(ins, fields, iteration(r) + i, lanes, ahead_bc if r == 0 else ())
+              for i in range(U)] for r in range(R)]
+    h, dsum, _ = jax.lax.fori_loop(0, n_iter, body, (h0, lanes.zero_row(zeros.shape[-1]), queue))
+    lanes.put_states(last_ref, h)
     if end_state_only:
-        dsum_ref[0, :] = dsum
+        lanes.put_vec(dsum_ref, dsum)
 
 
 def bwd_adjoint_lanes(*refs, cfg):
@@ -177,7 +246,8 @@ def bwd_adjoint_lanes(*refs, cfg):
     ins = _split_refs(refs, names)
     gpart_ref, gsum_ref = refs[len(names):]
     n = ins["A"].shape[0]
-    A2 = [a * LOG2E for a in _state_rows(ins["A"], n)]
+    lanes = Lanes(1, n)
+    A2 = [a * LOG2E for a in lanes.states(ins["A"])]
     bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
     U = cfg.unroll
     n_iter = cfg.chunks_per_block * cfg.chunk // U
@@ -187,7 +257,7 @@ def bwd_adjoint_lanes(*refs, cfg):
     def body(j, carry):
         g, gsum = carry
         c = n_iter - 1 - j
-        rows = [_load_step(ins, fields, c * U + i, n, ("C",)) for i in range(U)]
+        rows = [_load_step(ins, fields, c * U + i, lanes, ("C",)) for i in range(U)]
         for i in reversed(range(U)):
             row = rows[i]
             d, _ = _step_delta(row["delta"], bias, c * U + i, limit, cfg)
@@ -216,14 +286,15 @@ def bwd_kernel_lanes(*refs, cfg):
     ins, row_refs, (dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref), _ = backward_refs(refs, cfg)
 
     n = ins["A"].shape[0]
-    A2 = [a * LOG2E for a in _state_rows(ins["A"], n)]
+    lanes = Lanes(1, n)
+    A2 = [a * LOG2E for a in lanes.states(ins["A"])]
     Dskip = ins["D"][0, :].astype(jnp.float32) if cfg.has_D else None
     bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
     T, n_chunks = cfg.chunk, cfg.chunks_per_block
     fields = ("u", "delta", "dout") + ("z",) * cfg.has_z
 
     def load(c):
-        rows = _load_chunk(ins, fields, c, T, n)
+        rows = _load_chunk(ins, fields, c, T, lanes)
         rows["start"] = [ins["states"][c, k, :] for k in range(n)]
         return rows
 
@@ -282,7 +353,7 @@ def bwd_kernel_lanes(*refs, cfg):
         return g, dA, dD, dbias, nxt
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    init = (_state_rows(ins["dlast"], n), [zeros] * n, zeros, zeros)
+    init = (lanes.states(ins["dlast"]), [zeros] * n, zeros, zeros)
     _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body,
                                             init + (load(n_chunks - 1),))
     for k in range(n):
