@@ -140,7 +140,10 @@ def test_split_layout_blocks_and_checks():
     needs hybrid."""
     lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=8, split=4)
     assert (lay.block_d, lay.bwd_block_d, lay.split, lay.group_width) == (8, 32, 4, 1536)
-    assert lay.segments == 4 and lay.bwd_segments == 16
+    assert (lay.segments, lay.unroll, lay.bwd_segments, lay.bwd_num_warps) == (1, 8, 16, 2)
+    # too few programs unsegmented (batch 1): the forward's segment rule on 8-channel blocks
+    lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1, split=4)
+    assert (lay.segments, lay.unroll) == (32, 4)
     assert choose_layout(100, 20, 16, 1, "gpu", False, split=2).group_width == 32
     with pytest.raises(ValueError, match="split"):
         choose_layout(64, 32, 16, 1, "gpu", False, split=3)
@@ -193,18 +196,24 @@ def test_default_segments_from_batch_dim_and_length():
     most 32, with segments of >= 128 steps; none for the tiles variant; an explicit value
     wins. Its loop walks 2 steps an iteration when segmented (N = 16), else 4. hybrid's
     backward is cut by the same rule."""
-    def layout(length, dim, batch, **kw):
-        return choose_layout(length, dim, 16, 1, "gpu", False, batch=batch, **kw)
-    assert layout(4096, 1536, 8).segments == 16          # 384 programs -> 6144
+    def layout(length, dim, batch, n_state=16, **kw):
+        return choose_layout(length, dim, n_state, 1, "gpu", False, batch=batch, **kw)
+    assert layout(4096, 1536, 8, split=1).segments == 16     # 384 programs -> 6144
     assert layout(16384, 1536, 1).segments == 32         # 48 -> 1536: at most 32
     assert layout(2048, 1536, 1).segments == 16          # 128-step segments
-    assert layout(2048, 1536, 8).segments == 16
+    assert layout(2048, 1536, 8, split=1).segments == 16
     assert layout(200, 1536, 1).segments == 1
-    assert layout(4096, 1536, 128).segments == 1         # already 6144 programs
+    assert layout(4096, 1536, 128, split=1).segments == 1    # already 6144 programs
     assert layout(4096, 1536, 8, segments=1).segments == 1
     assert layout(4096, 1536, 8, variant="tiles").segments == 1
-    assert layout(4096, 1536, 8).unroll == 2 and layout(200, 1536, 1).unroll == 4
-    assert layout(4096, 1536, 8, unroll=4).unroll == 4
+    assert layout(4096, 1536, 8, split=1).unroll == 2 and layout(200, 1536, 1).unroll == 4
+    assert layout(4096, 1536, 8, split=1, unroll=4).unroll == 4
+    # batch x D / 8 >= 1536 programs: a channel's 16 states on 4 lanes, unsegmented, U = 8
+    default = layout(4096, 1536, 8)
+    assert (default.split, default.segments, default.unroll, default.block_d) == (4, 1, 8, 8)
+    assert layout(4096, 1536, 4).split == 1 and layout(4096, 1536, 1).split == 1
+    assert layout(4096, 1536, 8, segments=16).split == 1     # an explicit layout keeps S 1
+    assert layout(4096, 1536, 8, n_state=8).split == 2
     # hybrid's backward by the same rule; 1 (or another variant) turns it off
     assert layout(4096, 1536, 8).bwd_segments == 16
     assert layout(16384, 1536, 1, segments=1).bwd_segments == 32
@@ -347,6 +356,7 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(dict(prefetch_bc=False), id="bcatstep"),
     pytest.param(dict(split=2, segments=1), id="split2"),
     pytest.param(dict(split=4, segments=3), id="split4-seg3"),
+    pytest.param(dict(split=4, segments=1, unroll=8), id="split4-u8"),
     pytest.param(dict(row_ahead=2), id="rows2")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES[:2])
 def test_segmented_layouts_compiled_gpu(batch, length, dim, n, groups, dtype, everything,

@@ -98,6 +98,12 @@ class Layout(NamedTuple):
 SEGMENT_PROGRAMS = 6144
 MIN_SEGMENT = 128
 MAX_SEGMENTS = 32
+# hybrid's forward with a channel's states on N / 4 lanes (split), unsegmented, where that
+# gives this many single-warp programs (batch 8, D 1536: 1536). Measured on an H200 at bf16
+# batch 8 (run 23, benchmarks/NOTES.md v11): L 4096 0.751 ms against the segmented 0.886
+# (the official kernel 0.821); at batch 1 (192 programs) split lost to the segmented forward.
+SPLIT_PROGRAMS = 1536
+SPLIT_STATES = 4            # J, states a lane
 
 
 def _tile_warps(n_pad, block_d):
@@ -142,7 +148,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     steps; it walks 32 / N_pad steps an iteration then, 64 / N_pad unsegmented. hybrid's
     tiles backward is cut into bwd_segments time segments by the same rule. ``split`` = S
     (hybrid) puts a channel's N states on S lanes: the forward's programs hold 32 / S
-    channels (the backward's stay 32), S x the programs for the same P.
+    channels (the backward's stay 32), S x the programs for the same P. By default hybrid
+    takes S = N_pad / SPLIT_STATES (4 at N = 16), unsegmented, 32 / J steps an iteration,
+    wherever that gives at least SPLIT_PROGRAMS programs (batch 8 x D 1536 does; batch 1
+    does not and keeps S = 1 with segments).
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -161,6 +170,12 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if variant in GPU_ONLY_VARIANTS and platform != "gpu":
         raise ValueError(f"variant={variant!r} has only the GPU (Triton) layout")
     bwd_num_warps = 0
+    if (split is None and segments is None and block_d is None and variant == "hybrid"
+            and n_pad > SPLIT_STATES):
+        wide = n_pad // SPLIT_STATES
+        base = max(1, min(32, _next_pow2(width)))
+        if batch * groups * -(-width // max(1, base // wide)) >= SPLIT_PROGRAMS:
+            split = wide
     split = split or 1
     if split & (split - 1) or split > n_pad:
         raise ValueError(f"split={split} must be a power of two dividing N_pad={n_pad}")
@@ -182,7 +197,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (4 if n_pad <= 16 else 8)
         chunk = chunk or lanes_chunk
         if variant == "hybrid":
-            bwd_num_warps = _tile_warps(n_pad, block_d)
+            bwd_num_warps = _tile_warps(n_pad, bwd_block_d)
         num_warps = num_warps or max(1, block_d * split // 32)
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
@@ -190,9 +205,15 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     programs = batch * groups * -(-width // block_d)
     bwd_programs = batch * groups * -(-width // (bwd_block_d or block_d))
     if segments is None and variant in ("lanes", "hybrid"):
-        segments = _default_segments(programs, length)
+        # split: its programs unsegmented where there are enough (the rule above)
+        segments = (1 if split > 1 and programs >= SPLIT_PROGRAMS
+                    else _default_segments(programs, length))
     segments = segments or 1
-    if variant in ("lanes", "hybrid"):
+    if variant in ("lanes", "hybrid") and split > 1:
+        # 8 steps an iteration at J = 4 states a lane unsegmented (128 registers; 4 steps ran
+        # 0.870 ms against 0.751 at batch 8 L 4096, run 23), 4 segmented
+        unroll = unroll or max(1, (32 if segments == 1 else 16) // (n_pad // split))
+    elif variant in ("lanes", "hybrid"):
         # 4 steps an iteration at N = 16 alone (fewer instructions a step), 2 when segments
         # supply the warps (168 registers instead of 255: 3 warps a sub-partition, not 2)
         unroll = unroll or max(1, (64 if segments == 1 else 32) // n_pad)
