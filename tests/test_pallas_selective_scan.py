@@ -213,7 +213,7 @@ def test_default_segments_from_batch_dim_and_length():
     assert (default.split, default.segments, default.unroll, default.block_d) == (4, 1, 8, 8)
     assert layout(4096, 1536, 4).split == 1 and layout(4096, 1536, 1).split == 1
     assert layout(4096, 1536, 8, segments=16).split == 1     # an explicit layout keeps S 1
-    assert layout(4096, 1536, 8, n_state=8).split == 2
+    assert layout(4096, 1536, 16, n_state=8).split == 2     # 16 x 1536 / 16 programs
     # hybrid's backward by the same rule; 1 (or another variant) turns it off
     assert layout(4096, 1536, 8).bwd_segments == 16
     assert layout(16384, 1536, 1, segments=1).bwd_segments == 32
