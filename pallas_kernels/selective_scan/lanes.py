@@ -19,11 +19,14 @@ in the backward, whose dB_t[k], dC_t[k] are sums over the block's channels, i.e.
 registers (T x N values per lane, so T is small: 4 at N = 16).
 
 Parallelism is batch x D / bd single-warp programs (384 at batch 8, D 1536): under one warp
-per SM sub-partition. So the forward is cut into time segments run in parallel
-(``cfg.segments``, see :func:`pallas_kernels.selective_scan.fused._forward_segmented`), which
-gives the warps that hide each other's latency. GPU layout only.
+per SM sub-partition. The forward gets more warps either way: its channel's states go on
+S lanes (``cfg.split``, :class:`Lanes`: S x the programs, one pass), or time is cut into
+segments run in parallel (``cfg.segments``, see
+:func:`pallas_kernels.selective_scan.fused._forward_segmented`: a second pass). GPU layout only.
 """
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +65,8 @@ class Lanes:
 
     def vec(self, ref, *lead):
         """A (..., 1, bd) ref's row (D, bias, a delta sum)."""
-        return ref[(*lead, 0, slice(None))] if self.S == 1 else ref[(*lead, pl.ds(0, 1), slice(None))]
+        row = 0 if self.S == 1 else pl.ds(0, 1)
+        return ref[(*lead, row, slice(None))]
 
     def put_vec(self, ref, value):
         if self.S == 1:
@@ -159,8 +163,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         states_ref = rest[1] if save_states else None
         last_ref = rest[1 + save_states]
 
-    lanes = Lanes(cfg.split, ins["A"].shape[0] * ins["A"].shape[1] if cfg.split > 1
-                  else ins["A"].shape[0])
+    lanes = Lanes(cfg.split, math.prod(ins["A"].shape[:-1]))        # A: (N, bd) or (S, J, bd)
     J = lanes.J
     A2 = [a * LOG2E for a in lanes.states(ins["A"])]
     Dskip = lanes.vec(ins["D"]).astype(jnp.float32) if cfg.has_D else None
