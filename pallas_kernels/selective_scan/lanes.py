@@ -26,6 +26,7 @@ segments run in parallel (``cfg.segments``, see
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -101,8 +102,10 @@ class Lanes:
 
 
 def _load_step(ins, names, t, lanes, bc=("B", "C")):
-    """{name: row at step t} as stored (no cast), and for B, C: [J scalars or columns]."""
-    row = {name: lanes.row(ins[name], t) for name in names}
+    """{name: row at step t} as stored (no cast), and for B, C: [J scalars or columns];
+    "ztile": the (S, bd) rows t .. t + S - 1 of z (:func:`_gate_tile`)."""
+    row = {name: (ins["z"][pl.ds(t, lanes.S), :] if name == "ztile" else lanes.row(ins[name], t))
+           for name in names}
     row.update({name: [lanes.bc(ins[name], t, j) for j in range(lanes.J)] for name in bc})
     return row
 
@@ -116,6 +119,19 @@ def _load_chunk(ins, names, c, T, lanes, bc=("B", "C")):
     cannot move loads above the previous chunk's stores."""
     steps = [_load_step(ins, names, c * T + i, lanes, bc) for i in range(T)]
     return {name: [step[name] for step in steps] for name in steps[0]}
+
+
+def _gate_tile(ys, ztile, S):
+    """out for S consecutive steps as one (S, bd) tile: row s is (y + D u) of step s (the
+    (1, bd) rows ys, the same on a channel's S lanes) times silu(z) of that step. Lane s of a
+    channel computes only its step's gate: one sigmoid and one z load for S steps, where
+    gating each row costs S of each."""
+    rows = jax.lax.broadcasted_iota(jnp.int32, ztile.shape, 0)
+    tile = ys[0]
+    for s in range(1, S):
+        tile = jnp.where(rows == s, ys[s], tile)
+    zt = ztile.astype(jnp.float32)
+    return tile * zt * _sigmoid(zt)
 
 
 def _segment_start(ins, A2, p, lanes, fast):
@@ -173,7 +189,12 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     segment = pl.program_id(2) if segmented else 0
     limit = cfg.length - segment * (n_iter * U)
     with_y = not end_state_only
-    fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y)
+    # z gate on (S, bd) tiles of S steps (split lanes), else on each step's row
+    tile_gate = cfg.has_z and with_y and lanes.S > 1 and U % lanes.S == 0
+    fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y and not tile_gate)
+
+    def fields_at(i):
+        return fields + ("ztile",) * (tile_gate and i % lanes.S == 0)
     bc = ("B", "C") if with_y else ("B",)
     ahead_bc = bc if cfg.prefetch_bc else ()
     R = max(1, cfg.row_ahead)
@@ -185,6 +206,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     def body(c, carry):
         # queue[r]: the rows of iteration c + r (r < R); queue[0] also holds its B, C.
         h, dsum, queue = carry
+        queue_rows = queue[0]
         far, near = iteration(c + R), iteration(c + 1)
         ys, saved, new, new_bc = [], [], [], []
         for i in range(U):
@@ -202,17 +224,23 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
                 y = row["C"][0] * h[0]
                 for j in range(1, J):
                     y = _fma(row["C"][j], h[j], y, fast)
-                ys.append(step_output(lanes.total(y), u, row["z"] if cfg.has_z else None,
-                                      Dskip, cfg))
+                z_row = row["z"] if cfg.has_z and not tile_gate else None
+                ys.append(step_output(lanes.total(y), u, z_row, Dskip,
+                                      dataclasses.replace(cfg, has_z=z_row is not None)))
             else:
                 dsum = dsum + d
-            new.append(_load_step(ins, fields, far + i, lanes, ()))
+            new.append(_load_step(ins, fields_at(i), far + i, lanes, ()))
             new_bc.append(_load_step(ins, (), near + i, lanes, ahead_bc))
         queue = queue[1:] + [new]
         queue[0] = [{**rows, **b} for rows, b in zip(queue[0], new_bc)]
         # Stores last: a load cannot be moved above a store to another buffer.
-        for i, y in enumerate(ys):
-            lanes.put_row(out_ref, c * U + i, y.astype(out_ref.dtype))
+        if tile_gate:
+            for i in range(0, U, lanes.S):
+                out = _gate_tile(ys[i:i + lanes.S], queue_rows[i]["ztile"], lanes.S)
+                out_ref[pl.ds(c * U + i, lanes.S), :] = out.astype(out_ref.dtype)
+        else:
+            for i, y in enumerate(ys):
+                lanes.put_row(out_ref, c * U + i, y.astype(out_ref.dtype))
         if save_states and U >= T:
             for j, hs in enumerate(saved):
                 lanes.put_states(states_ref, hs, c * (U // T) + j)
@@ -224,7 +252,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
     h0 = _segment_start(ins, A2, segment, lanes, fast) if "ends" in ins else [zeros] * J
-    queue = [[_load_step(ins, fields, iteration(r) + i, lanes, ahead_bc if r == 0 else ())
+    queue = [[_load_step(ins, fields_at(i), iteration(r) + i, lanes, ahead_bc if r == 0 else ())
               for i in range(U)] for r in range(R)]
     h, dsum, _ = jax.lax.fori_loop(0, n_iter, body, (h0, lanes.zero_row(zeros.shape[-1]), queue))
     lanes.put_states(last_ref, h)
