@@ -193,6 +193,8 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     tile_gate = cfg.has_z and with_y and lanes.S > 1 and U % lanes.S == 0
     fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y and not tile_gate)
 
+    out_cfg = dataclasses.replace(cfg, has_z=cfg.has_z and not tile_gate)   # step_output's gate
+
     def fields_at(i):
         return fields + ("ztile",) * (tile_gate and i % lanes.S == 0)
     bc = ("B", "C") if with_y else ("B",)
@@ -206,14 +208,14 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     def body(c, carry):
         # queue[r]: the rows of iteration c + r (r < R); queue[0] also holds its B, C.
         h, dsum, queue = carry
-        queue_rows = queue[0]
+        rows_now = queue[0]
         far, near = iteration(c + R), iteration(c + 1)
         ys, saved, new, new_bc = [], [], [], []
         for i in range(U):
             if save_states and i % T == 0:
                 saved.append(h)              # the state before step c*U + i
             t = c * U + i
-            row = queue[0][i]
+            row = rows_now[i]
             if not cfg.prefetch_bc:
                 row = {**row, **_load_step(ins, (), t, lanes, bc)}
             d, _ = _step_delta(row["delta"], bias, t, limit, cfg)
@@ -224,9 +226,8 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
                 y = row["C"][0] * h[0]
                 for j in range(1, J):
                     y = _fma(row["C"][j], h[j], y, fast)
-                z_row = row["z"] if cfg.has_z and not tile_gate else None
-                ys.append(step_output(lanes.total(y), u, z_row, Dskip,
-                                      dataclasses.replace(cfg, has_z=z_row is not None)))
+                ys.append(step_output(lanes.total(y), u, row["z"] if out_cfg.has_z else None,
+                                      Dskip, out_cfg))
             else:
                 dsum = dsum + d
             new.append(_load_step(ins, fields_at(i), far + i, lanes, ()))
@@ -236,7 +237,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         # Stores last: a load cannot be moved above a store to another buffer.
         if tile_gate:
             for i in range(0, U, lanes.S):
-                out = _gate_tile(ys[i:i + lanes.S], queue_rows[i]["ztile"], lanes.S)
+                out = _gate_tile(ys[i:i + lanes.S], rows_now[i]["ztile"], lanes.S)
                 out_ref[pl.ds(c * U + i, lanes.S), :] = out.astype(out_ref.dtype)
         else:
             for i, y in enumerate(ys):
