@@ -8,6 +8,8 @@
 #     the SASS the device actually runs for ours (jaxlib's own Triton and ptxas, not
 #     triton_ir.py's local triton) with each instruction's executed count, summed by opcode
 #     (ncu_sass.py): $OUT/sass.csv.
+#   KERNELS=regex picks the kernels profiled (default selective_scan: ours and the anchor's);
+#   KERNELS=. takes every kernel, XLA's own fusions too (where a call's time goes).
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -29,7 +31,7 @@ METRICS+=",regex:^sm__pipe_[a-z_]*_cycles_active\.avg\.pct_of_peak_sustained_act
 METRICS+=",regex:^smsp__average_warps_issue_stalled_[a-z_]*_per_issue_active\.ratio$"
 METRICS+=",l1tex__throughput.avg.pct_of_peak_sustained_active"
 METRICS+=",dram__throughput.avg.pct_of_peak_sustained_elapsed"
-timeout "${PROFILE_TIMEOUT:-300}" "$NCU" --clock-control none -k regex:selective_scan \
+timeout "${PROFILE_TIMEOUT:-300}" "$NCU" --clock-control none -k "regex:${KERNELS:-selective_scan}" \
   --csv --page raw --metrics "$METRICS" \
   python3 benchmarks/profile_kernels.py "$@" > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
 echo "ncu rc=$?"; tail -3 "$OUT/ncu.err"

@@ -28,9 +28,14 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--calls", type=int, default=1)
     p.add_argument("--no-anchor", action="store_true")
+    p.add_argument("--z", action="store_true", help="with the z gate")
+    p.add_argument("--layout", default="", help="layout overrides of ours as a sweep point's "
+                   "named fields, e.g. split=4:delta_tile=1")
     a = p.parse_args()
-    args = bench.inputs(a.length, jnp.bfloat16, batch=a.batch, seed=3)
-    fwd = bench.ours_fwd()
+    args = bench.inputs(a.length, jnp.bfloat16, batch=a.batch, with_z=a.z, seed=3)
+    layout = bench.parse_point(":" + a.layout) if a.layout else {}
+    layout.pop("variant", None)
+    fwd = bench.ours_fwd(**layout)
     jax.block_until_ready(fwd(*args))                   # compile (its launches profiled too)
     for _ in range(a.calls):
         jax.block_until_ready(fwd(*args))

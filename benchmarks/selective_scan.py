@@ -345,17 +345,24 @@ def parse_point(text):
     return layout
 
 
-def sweep(out_dir, length, reps, inner, points=None, backward=True, anchor=None):
+def sweep(out_dir, length, reps, inner, points=None, backward=True, anchor=None,
+          with_z=False):
     """Layouts of ours at one shape, forward (and backward), bf16; the anchor at the same
     shape first when built (so a point's ratio to it is from the same process).
 
-    ``points``: [layout kwargs] (:func:`parse_point`); default SWEEP x --variants."""
+    ``points``: [layout kwargs] (:func:`parse_point`); default SWEEP x --variants.
+    ``with_z``: also the forward with the z gate (``fwdz_ms``, checked like the forward)."""
     args = inputs(length, jnp.bfloat16, seed=3)
     ref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*args)
+    zargs = inputs(length, jnp.bfloat16, with_z=True, seed=4) if with_z else None
+    zref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*zargs) if with_z \
+        else None
     if anchor is not None:
         row = dict(section="sweep", L=length, batch=args[0].shape[0], variant="anchor")
         for mode in ("fwd", "bwd") if backward else ("fwd",):
             row[f"{mode}_ms"] = 1e3 * time_impl("anchor", mode, args, anchor, reps, inner)
+        if with_z:
+            row["fwdz_ms"] = 1e3 * time_impl("anchor", "fwd", zargs, anchor, reps, inner)
         record(out_dir, **row)
         print(row, flush=True)
     points = points or [dict(zip(SWEEP_FIELDS, x), variant=v) for x in SWEEP for v in VARIANTS]
@@ -365,6 +372,9 @@ def sweep(out_dir, length, reps, inner, points=None, backward=True, anchor=None)
             fwd = ours_fwd(**layout)
             row["rel_err_fwd"] = rel_err(fwd(*args), ref)
             row["fwd_ms"] = 1e3 * time_jax(fwd, *args, reps=reps, inner=inner)
+            if with_z:
+                row["rel_err_fwdz"] = rel_err(fwd(*zargs), zref)
+                row["fwdz_ms"] = 1e3 * time_jax(fwd, *zargs, reps=reps, inner=inner)
             if backward:
                 pull = vjp_of(lambda *a: selective_scan_pallas(*a, delta_softplus=True,
                                                                **layout), args)
@@ -415,6 +425,7 @@ def main():
                    "hybrid:32:1:4:4:16:0:4,tiles:32:2:8,hybrid:split=4:segments=1 "
                    "(default: SWEEP x --variants)")
     p.add_argument("--sweep-fwd-only", action="store_true", help="sweep: forward only")
+    p.add_argument("--sweep-z", action="store_true", help="sweep: the forward with z too")
     p.add_argument("--dtypes", default="bf16,f32")
     p.add_argument("--token-modes", default="fwd,bwd")
     p.add_argument("--modes", default="fwd,fwd+z,bwd", help="modes of the time section")
@@ -467,7 +478,7 @@ def main():
     if "sweep" in sections:
         points = [parse_point(x) for x in filter(None, a.sweep.split(","))]
         sweep(a.out, a.sweep_length, a.reps, a.inner, points, backward=not a.sweep_fwd_only,
-              anchor=anchor)
+              anchor=anchor, with_z=a.sweep_z)
     if "check" in sections:
         check_lengths = [int(x) for x in (a.check_lengths or a.lengths).split(",")]
         check(check_lengths, a.out, anchor, grads=not a.no_check_grads,

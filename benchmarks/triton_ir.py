@@ -181,6 +181,8 @@ def main():
     p.add_argument("--split", type=int, default=None, help="lanes a channel (hybrid forward)")
     p.add_argument("--row-ahead", type=int, default=None,
                    help="iterations ahead the lanes forward loads u, delta")
+    p.add_argument("--delta-tile", action="store_true",
+                   help="split forward: delta on (S, bd) tiles of S steps")
     p.add_argument("--out", default="/tmp/triton_ir")
     p.add_argument("--triton-path", default=None)
     a = p.parse_args()
@@ -193,7 +195,8 @@ def main():
     mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z, segments=a.segments,
                           unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None,
                           bwd_segments=a.bwd_segments, forward_only=a.forward_only,
-                          split=a.split, row_ahead=a.row_ahead)
+                          split=a.split, row_ahead=a.row_ahead,
+                          delta_tile=a.delta_tile or None)
     for name, ttir in mods.items():
         warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps  # lanes kernels
         tag = f"{a.variant}_w{warps}_{name}"

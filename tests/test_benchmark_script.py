@@ -14,7 +14,8 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
            "--sections", "check,time,sweep", "--no-anchor", "--impls", "ours,xla",
            "--batch", "1", "--dim", "32", "--lengths", "16", "--sweep-length", "16",
-           "--sweep", "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2", "--dtypes", "f32", "--reps", "1", "--inner", "1",
+           "--sweep", "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1",
+           "--sweep-z", "--dtypes", "f32", "--reps", "1", "--inner", "1",
            "--out", str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -33,6 +34,8 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     sweep, split = by_section["sweep"]
     assert sweep["variant"] == "hybrid" and sweep["fwd_ms"] > 0 and sweep["bwd_ms"] > 0
     assert (sweep["block_d"], sweep["num_warps"], sweep["chunk"]) == (32, 1, 4)
-    assert (split["split"], split["segments"], split["row_ahead"]) == (2, 2, 2)
+    assert (split["split"], split["segments"], split["row_ahead"], split["delta_tile"]) == (
+        2, 2, 2, 1)
     assert split["rel_err_fwd"] < 1e-5 and split["bwd_ms"] > 0
+    assert split["rel_err_fwdz"] < 1e-5 and split["fwdz_ms"] > 0
     assert "| f32 | 16 | bwd |" in res.stdout

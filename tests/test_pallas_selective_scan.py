@@ -126,6 +126,13 @@ def test_segmented_forward_interpret(batch, length, dim, n, groups, dtype, softp
                  dict(split=8, chunk=4, unroll=4, segments=2, row_ahead=2),
                  id="split8-2seg-Lprime-rows2ahead"),
     pytest.param(2, 50, 32, 16, None, jnp.bfloat16, dict(split=4, segments=2), id="bf16-split4"),
+    pytest.param(2, 21, 40, 6, 2, jnp.float32, dict(split=2, chunk=2, unroll=4, delta_tile=True),
+                 id="split2-deltatile-grouped-Lprime"),
+    pytest.param(2, 23, 16, 16, None, jnp.float32,
+                 dict(split=4, chunk=4, unroll=8, segments=3, delta_tile=True),
+                 id="split4-3seg-deltatile"),
+    pytest.param(2, 64, 32, 16, None, jnp.bfloat16, dict(split=4, delta_tile=True),
+                 id="bf16-split4-deltatile-unpadded"),
 ])
 def test_split_lanes_forward_interpret(batch, length, dim, n, groups, dtype, layout):
     """A channel's N states on S lanes (hybrid's forward; the tiles backward reads the states
@@ -357,13 +364,16 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(dict(split=2, segments=1), id="split2"),
     pytest.param(dict(split=4, segments=3), id="split4-seg3"),
     pytest.param(dict(split=4, segments=1, unroll=8), id="split4-u8"),
+    pytest.param(dict(split=4, segments=1, unroll=8, delta_tile=True), id="split4-u8-deltatile"),
+    pytest.param(dict(split=4, segments=3, delta_tile=True), id="split4-seg3-deltatile"),
+    pytest.param(dict(split=2, segments=1, delta_tile=True), id="split2-deltatile"),
     pytest.param(dict(row_ahead=2), id="rows2")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES[:2])
 def test_segmented_layouts_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
                                          layout):
     """The segmented forward and backward (hybrid) compiled, B, C loaded at their step, a
-    channel's states on 2 or 4 lanes, u, delta loaded 2 iterations ahead: values, last state
-    and gradients."""
+    channel's states on 2 or 4 lanes (delta on tiles of 2 or 4 steps, handed to the lanes by
+    a warp shuffle), u, delta loaded 2 iterations ahead: values, last state and gradients."""
     args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
                          *(everything,) * 3, for_softplus=everything)
     kwargs = dict(delta_softplus=everything, return_last_state=everything)

@@ -69,7 +69,9 @@ class Layout(NamedTuple):
     parallel (see :func:`_forward_segmented`); row_ahead: iterations ahead the lanes forward
     loads u, delta (z); split: lanes a channel in the lanes forward (hybrid; J = N / split
     states a lane, block_d = bwd_block_d / split channels a warp, see
-    :class:`.lanes.Lanes`); bwd_block_d: channels a program of hybrid's backward (0: block_d).
+    :class:`.lanes.Lanes`); bwd_block_d: channels a program of hybrid's backward (0: block_d);
+    delta_tile: with split S, the lanes forward computes delta on (S, bd) tiles of S steps
+    (see :func:`.lanes.fwd_kernel_lanes`).
     """
     platform: str
     interpret: bool
@@ -89,6 +91,7 @@ class Layout(NamedTuple):
     row_ahead: int = 1
     split: int = 1
     bwd_block_d: int = 0
+    delta_tile: bool = False
 
 
 # The lanes forward's time segments (choose_layout): enough single-warp programs for ~12 an
@@ -132,7 +135,7 @@ def _default_segments(programs, length):
 def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
                   unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None,
-                  row_ahead=None, split=None):
+                  row_ahead=None, split=None, delta_tile=None):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
@@ -179,6 +182,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     split = split or 1
     if split & (split - 1) or split > n_pad:
         raise ValueError(f"split={split} must be a power of two dividing N_pad={n_pad}")
+    if delta_tile and split == 1:
+        raise ValueError("delta_tile=True needs split > 1 (a channel's states on several lanes)")
     if split > 1 and variant != "hybrid":
         raise ValueError(f"split={split} needs variant 'hybrid' (the lanes forward with the "
                          f"tiles backward), got {variant!r}")
@@ -240,7 +245,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   _round_up(width, bwd_block_d or block_d), num_warps, variant, unroll,
                   bwd_num_warps or num_warps, segments,
                   True if prefetch_bc is None else bool(prefetch_bc), bwd_segments,
-                  row_ahead or 1, split, bwd_block_d)
+                  row_ahead or 1, split, bwd_block_d, bool(delta_tile))
 
 
 def _bwd_layout(lay):
@@ -432,7 +437,8 @@ def _config(lay, length, opts, reverse_time=False):
                       has_bias=has_bias, softplus=softplus, carry=lay.platform == "tpu",
                       reverse_time=reverse_time, unroll=lay.unroll or lay.chunk,
                       fast_math=lay.platform == "gpu" and not lay.interpret,
-                      prefetch_bc=lay.prefetch_bc, row_ahead=lay.row_ahead, split=lay.split)
+                      prefetch_bc=lay.prefetch_bc, row_ahead=lay.row_ahead, split=lay.split,
+                      masked=length % lay.time_block != 0, delta_tile=lay.delta_tile)
 
 
 def _segment_config(cfg, lay, length_pad, P):
@@ -723,7 +729,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, *, return_last_state=False, interpret=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
                           time_block=None, variant=None, unroll=None, segments=None,
-                          prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None):
+                          prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None,
+                          delta_tile=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -746,7 +753,9 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         bwd_segments: time segments of hybrid's tiles backward, chosen like segments, 1 to
         disable; row_ahead: iterations ahead the lanes forward loads u, delta, z (default
         1); split: lanes a channel in hybrid's forward (1, 2, 4, ...: N / split states a
-        lane, split x the programs); see benchmarks/NOTES.md).
+        lane, split x the programs); delta_tile: with split S, compute delta (bias,
+        softplus) once a channel-step on (S, bd) tiles of S steps instead of on each of
+        the channel's S lanes; see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -762,7 +771,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
                         time_block, variant, unroll, segments, batch=batch,
                         prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
-                        row_ahead=row_ahead, split=split)
+                        row_ahead=row_ahead, split=split, delta_tile=delta_tile)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -55,7 +55,11 @@ class ScanConfig:
     Triton only: lg2.approx in softplus); prefetch_bc: the lanes forward loads B, C an
     iteration ahead (in the loop carry) rather than at their step; row_ahead: iterations
     ahead the lanes forward loads u, delta (z); split: lanes a channel in the lanes forward
-    (its N axes viewed as (split, N / split)), see :class:`.lanes.Lanes`.
+    (its N axes viewed as (split, N / split)), see :class:`.lanes.Lanes`; masked: the padded
+    length exceeds L, so steps at or past L are masked (False: every step is a true one, and
+    the kernels skip the per-step compare); delta_tile: the split lanes forward computes
+    delta (bias, softplus) on (split, bd) tiles of split steps, one step a lane, and hands
+    each step's row to the channel's lanes (see :func:`.lanes.fwd_kernel_lanes`).
     """
     length: int
     chunk: int
@@ -72,6 +76,8 @@ class ScanConfig:
     prefetch_bc: bool = True
     row_ahead: int = 1
     split: int = 1
+    masked: bool = True
+    delta_tile: bool = False
 
 
 def _ptx(asm, *args):
@@ -129,13 +135,19 @@ def _sigmoid(x):
 
 def _step_delta(raw, bias, t, limit, cfg):
     """delta_t (bd,) float32 from a loaded row: bias, softplus, and 0 at t >= limit (past L).
+    ``raw`` may be a tile of several steps, with ``t`` their step indices broadcast to it.
 
     Returns (delta_t, the pre-softplus value)."""
     raw = raw.astype(jnp.float32)
     if cfg.has_bias:
         raw = raw + bias
     d = _softplus(raw, cfg.fast_math) if cfg.softplus else raw
-    return jnp.where(t < limit, d, 0.0), raw
+    return past_length(d, t, limit, cfg), raw
+
+
+def past_length(x, t, limit, cfg):
+    """x where step t < limit, 0 past the true L (x itself when nothing is padded)."""
+    return jnp.where(t < limit, x, 0.0) if cfg.masked else x
 
 
 def _load_chunk(ins, names, c, T):
@@ -351,7 +363,7 @@ def bwd_kernel(*refs, cfg: ScanConfig):
                 dD = dD + dy * u
             if cfg.softplus:
                 ddelta = ddelta * _sigmoid(raw)
-            ddelta = jnp.where(t < limit, ddelta, 0.0)
+            ddelta = past_length(ddelta, t, limit, cfg)
             if cfg.has_bias:
                 dbias = dbias + ddelta
             row["du"], row["ddelta"] = du, ddelta
@@ -534,7 +546,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
                 dD = dD + dy * u
             if cfg.softplus:
                 ddelta = ddelta * _sigmoid(raw)
-            ddelta = jnp.where(t < limit, ddelta, 0.0)
+            ddelta = past_length(ddelta, t, limit, cfg)
             if cfg.has_bias:
                 dbias = dbias + ddelta
             row["du"], row["ddelta"] = du, ddelta

@@ -35,7 +35,7 @@ from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigmoid, _split_refs,
                                                   _step_delta, backward_refs, gate_dy, gate_grads,
-                                                  input_names, step_output)
+                                                  input_names, past_length, step_output)
 
 
 class Lanes:
@@ -100,12 +100,41 @@ class Lanes:
         """Sum over the S lanes of a channel: (S, bd) -> (1, bd)."""
         return y if self.S == 1 else jnp.sum(y, axis=0, keepdims=True)
 
+    def tile_row(self, tile, s, fast):
+        """Row s of an (S, bd) tile (row r: a value of step t + r, held by lane r of each
+        channel) on all S lanes of its channel: the row's value of step t + s.
+
+        ``fast`` (compiled Triton) with S x bd = 32 (one element a lane): one
+        ``shfl.sync.idx`` a value, each lane reading lane (s, c) of the warp's (S, bd)
+        layout; else a sum over the S lanes of the tile masked to row s (log2 S shuffles and
+        adds, the same value), returned as a (1, bd) row."""
+        if fast and tile.shape[0] * tile.shape[1] == 32:
+            return _shfl_row(tile, s)
+        rows = jax.lax.broadcasted_iota(jnp.int32, tile.shape, 0)
+        return jnp.sum(jnp.where(rows == s, tile, 0.0), axis=0, keepdims=True)
+
+
+def _shfl_row(tile, s):
+    """Row s of a one-warp (S, bd) float32 tile, S x bd = 32, broadcast over the rows by a
+    warp shuffle: Triton lays such a tile out as threadsPerWarp [S, bd], order [1, 0], so
+    element (r, c) is lane r bd + c and row s of column c is lane s bd + c (compiled Triton
+    only; the compiled GPU tests check it against the reference)."""
+    from jax.experimental.pallas import triton as pltriton
+    S, bd = tile.shape
+    assert S * bd == 32, f"a one-warp tile has 32 elements, got {tile.shape}"
+    src = s * bd + jax.lax.broadcasted_iota(jnp.int32, tile.shape, 1)
+    return pltriton.elementwise_inline_asm(
+        "shfl.sync.idx.b32 $0, $1, $2, 0x1f, 0xffffffff;", args=[tile, src],
+        constraints="=r,r,r", pack=1,
+        result_shape_dtypes=[jax.ShapeDtypeStruct(tile.shape, jnp.float32)])[0]
+
 
 def _load_step(ins, names, t, lanes, bc=("B", "C")):
     """{name: row at step t} as stored (no cast), and for B, C: [J scalars or columns];
-    "ztile": the (S, bd) rows t .. t + S - 1 of z (:func:`_gate_tile`)."""
-    row = {name: (ins["z"][pl.ds(t, lanes.S), :] if name == "ztile" else lanes.row(ins[name], t))
-           for name in names}
+    "<x>_tile": the (S, bd) rows t .. t + S - 1 of x (z: :func:`_gate_tile`; delta: the
+    delta tile of :func:`fwd_kernel_lanes`)."""
+    row = {name: (ins[name[:-5]][pl.ds(t, lanes.S), :] if name.endswith("_tile")
+                  else lanes.row(ins[name], t)) for name in names}
     row.update({name: [lanes.bc(ins[name], t, j) for j in range(lanes.J)] for name in bc})
     return row
 
@@ -165,6 +194,12 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     ``cfg.row_ahead`` iterations ahead (they come from DRAM; B, C from L2). With
     ``cfg.prefetch_bc`` False the B, C values are loaded at their step instead (fewer
     registers; the latency is left to other warps to hide).
+
+    With ``cfg.delta_tile`` (split S > 1, U a multiple of S) delta is loaded and turned into
+    delta_t (bias, softplus, mask) on (S, bd) tiles of S steps, lane s of a channel taking
+    step t + s, and each step's row is handed to the channel's S lanes by a warp shuffle
+    (:meth:`Lanes.tile_row`): one softplus a channel-step instead of S (the channel's lanes
+    computed the same delta_t each).
     """
     assert not cfg.carry, "the lanes variant has no TPU layout"
     segmented = cfg.segments > 1
@@ -191,12 +226,16 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     with_y = not end_state_only
     # z gate on (S, bd) tiles of S steps (split lanes), else on each step's row
     tile_gate = cfg.has_z and with_y and lanes.S > 1 and U % lanes.S == 0
-    fields = ("u", "delta") + ("z",) * (cfg.has_z and with_y and not tile_gate)
+    # delta (bias, softplus) on (S, bd) tiles of S steps, one step a lane (cfg.delta_tile)
+    delta_tile = cfg.delta_tile and lanes.S > 1 and U % lanes.S == 0
+    fields = ("u",) + ("delta",) * (not delta_tile)
+    fields += ("z",) * (cfg.has_z and with_y and not tile_gate)
+    tiles = ("z_tile",) * tile_gate + ("delta_tile",) * delta_tile
 
     out_cfg = dataclasses.replace(cfg, has_z=cfg.has_z and not tile_gate)   # step_output's gate
 
     def fields_at(i):
-        return fields + ("ztile",) * (tile_gate and i % lanes.S == 0)
+        return fields + tiles * (i % lanes.S == 0)
     bc = ("B", "C") if with_y else ("B",)
     ahead_bc = bc if cfg.prefetch_bc else ()
     R = max(1, cfg.row_ahead)
@@ -218,7 +257,17 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
             row = rows_now[i]
             if not cfg.prefetch_bc:
                 row = {**row, **_load_step(ins, (), t, lanes, bc)}
-            d, _ = _step_delta(row["delta"], bias, t, limit, cfg)
+            if delta_tile:
+                if i % lanes.S == 0:         # steps t .. t + S - 1, lane r of a channel: t + r
+                    steps = t + jax.lax.broadcasted_iota(jnp.int32, (lanes.S, 1), 0)
+                    d_tile, _ = _step_delta(row["delta_tile"], bias, steps, limit, cfg)
+                    if not with_y:           # dsum: an (S, bd) tile, summed over S at the end
+                        dsum = dsum + d_tile
+                d = lanes.tile_row(d_tile, i % lanes.S, fast)
+            else:
+                d, _ = _step_delta(row["delta"], bias, t, limit, cfg)
+                if not with_y:
+                    dsum = dsum + d
             u = row["u"].astype(jnp.float32)
             du = d * u
             h = [_fma(_exp2(d * A2[j], fast), h[j], row["B"][j] * du, fast) for j in range(J)]
@@ -228,8 +277,6 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
                     y = _fma(row["C"][j], h[j], y, fast)
                 ys.append(step_output(lanes.total(y), u, row["z"] if out_cfg.has_z else None,
                                       Dskip, out_cfg))
-            else:
-                dsum = dsum + d
             new.append(_load_step(ins, fields_at(i), far + i, lanes, ()))
             new_bc.append(_load_step(ins, (), near + i, lanes, ahead_bc))
         queue = queue[1:] + [new]
@@ -237,7 +284,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         # Stores last: a load cannot be moved above a store to another buffer.
         if tile_gate:
             for i in range(0, U, lanes.S):
-                out = _gate_tile(ys[i:i + lanes.S], rows_now[i]["ztile"], lanes.S)
+                out = _gate_tile(ys[i:i + lanes.S], rows_now[i]["z_tile"], lanes.S)
                 out_ref[pl.ds(c * U + i, lanes.S), :] = out.astype(out_ref.dtype)
         else:
             for i, y in enumerate(ys):
@@ -255,10 +302,11 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     h0 = _segment_start(ins, A2, segment, lanes, fast) if "ends" in ins else [zeros] * J
     queue = [[_load_step(ins, fields_at(i), iteration(r) + i, lanes, ahead_bc if r == 0 else ())
               for i in range(U)] for r in range(R)]
-    h, dsum, _ = jax.lax.fori_loop(0, n_iter, body, (h0, lanes.zero_row(zeros.shape[-1]), queue))
+    dsum0 = zeros if delta_tile else lanes.zero_row(zeros.shape[-1])
+    h, dsum, _ = jax.lax.fori_loop(0, n_iter, body, (h0, dsum0, queue))
     lanes.put_states(last_ref, h)
     if end_state_only:
-        lanes.put_vec(dsum_ref, dsum)
+        lanes.put_vec(dsum_ref, lanes.total(dsum) if delta_tile else dsum)
 
 
 def bwd_adjoint_lanes(*refs, cfg):
@@ -369,7 +417,7 @@ def bwd_kernel_lanes(*refs, cfg):
                 dD = dD + dy * u
             if cfg.softplus:
                 ddelta = ddelta * _sigmoid(raw)
-            ddelta = jnp.where(t < cfg.length, ddelta, 0.0)
+            ddelta = past_length(ddelta, t, cfg.length, cfg)
             if cfg.has_bias:
                 dbias = dbias + ddelta
             row["du"], row["ddelta"] = du, ddelta
