@@ -56,34 +56,47 @@ def record(out_dir, **row):
             f.write(json.dumps(row) + "\n")
 
 
-def time_jax(fn, *args, reps=25, inner=5, warmup=3):
-    """Median seconds per call of a jitted fn (block_until_ready around each sample)."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
+# Warm-up runs at least this long as well as ``warmup`` calls: the card idles at a low clock
+# (345 MHz read before a run) and a few calls of a 0.1 ms kernel end before it has climbed,
+# so the first timed rows (batch 1, 2^12 tokens) measured a slower clock than the rest.
+WARMUP_S = 0.2
+
+
+def _median_per_call(call, sync, reps, inner, warmup):
+    """Warm up (one call for the compile, then ``warmup`` calls and WARMUP_S seconds), then
+    the median over ``reps`` samples of ``inner`` back-to-back calls between two
+    synchronizations, per call."""
+    call()
+    sync()
+    start = time.perf_counter()
+    done = 0
+    while done < warmup or time.perf_counter() - start < WARMUP_S:
+        call()
+        sync()
+        done += 1
     samples = []
     for _ in range(reps):
         start = time.perf_counter()
         for _ in range(inner):
-            out = fn(*args)
-        jax.block_until_ready(out)
+            call()
+        sync()
         samples.append((time.perf_counter() - start) / inner)
     return statistics.median(samples)
+
+
+def time_jax(fn, *args, reps=25, inner=5, warmup=3):
+    """Median seconds per call of a jitted fn (block_until_ready around each sample)."""
+    out = []
+
+    def call():
+        out[:] = [fn(*args)]
+    return _median_per_call(call, lambda: jax.block_until_ready(out[0]), reps, inner, warmup)
 
 
 def time_torch(fn, reps=25, inner=5, warmup=3):
     """Median seconds per call of a torch CUDA fn (synchronize around each sample)."""
     import torch
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        torch.cuda.synchronize()
-        samples.append((time.perf_counter() - start) / inner)
-    return statistics.median(samples)
+    return _median_per_call(fn, torch.cuda.synchronize, reps, inner, warmup)
 
 
 def inputs(length, dtype, batch=None, with_z=False, seed=0):

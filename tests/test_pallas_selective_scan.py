@@ -218,6 +218,11 @@ def test_default_segments_from_batch_dim_and_length():
     # batch x D / 8 >= 1536 programs: a channel's 16 states on 4 lanes, unsegmented, U = 8
     default = layout(4096, 1536, 8)
     assert (default.split, default.segments, default.unroll, default.block_d) == (4, 1, 8, 8)
+    assert default.delta_tile                            # delta on (4, 8) tiles of 4 steps
+    assert not layout(4096, 1536, 1).delta_tile          # S 1: nothing to share
+    assert not layout(4096, 1536, 8, delta_tile=False).delta_tile
+    with pytest.raises(ValueError, match="delta_tile"):
+        layout(4096, 1536, 8, split=1, delta_tile=True)
     assert layout(4096, 1536, 4).split == 1 and layout(4096, 1536, 1).split == 1
     assert layout(4096, 1536, 8, segments=16).split == 1     # an explicit layout keeps S 1
     assert layout(4096, 1536, 16, n_state=8).split == 2     # 16 x 1536 / 16 programs

@@ -154,7 +154,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     channels (the backward's stay 32), S x the programs for the same P. By default hybrid
     takes S = N_pad / SPLIT_STATES (4 at N = 16), unsegmented, 32 / J steps an iteration,
     wherever that gives at least SPLIT_PROGRAMS programs (batch 8 x D 1536 does; batch 1
-    does not and keeps S = 1 with segments).
+    does not and keeps S = 1 with segments), and with S > 1 computes delta on (S, bd) tiles
+    (``delta_tile``) where S x bd = 32.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -197,6 +198,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # split lanes a channel: the forward's block is the backward's over split
         bwd_block_d = block_d * split if block_d else max(1, min(32, _next_pow2(width)))
         block_d = max(1, bwd_block_d // split)
+        if delta_tile is None:
+            # delta on tiles of S steps wherever a tile has one element a lane (a warp
+            # shuffle hands the rows on): bf16 batch 8 forward -10% to -18% (run 27,
+            # benchmarks/NOTES.md v13)
+            delta_tile = split > 1 and block_d * split == 32
         # hybrid: T = 4, where the tiles backward fits its registers at N = 16 (T = 8 spills
         # 1.2 KB a thread and ran 2.8x slower: benchmarks/NOTES.md, run 7).
         lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (4 if n_pad <= 16 else 8)
