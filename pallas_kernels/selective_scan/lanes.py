@@ -35,7 +35,8 @@ from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigmoid, _split_refs,
                                                   _step_delta, backward_refs, gate_dy, gate_grads,
-                                                  input_names, past_length, step_output)
+                                                  input_names, link_segments, past_length,
+                                                  step_output)
 
 
 class Lanes:
@@ -163,31 +164,21 @@ def _gate_tile(ys, ztile, S):
     return tile * zt * _sigmoid(zt)
 
 
-LINK_AHEAD = 4     # end states a segment's link loads ahead of their use
-
-
 def _segment_start(ins, A2, p, lanes, fast):
     """The state before segment p of a segmented forward, from the end states of segments
-    0 .. p-1 run from zero (pass 1): h = 0, then h <- exp2(A2 dsum_q) h + end_q for q < p.
-
-    The loads of end state q + LINK_AHEAD are issued while q is linked (they travel in the
-    loop carry): each link step is a few dependent instructions, so without that the last
-    segment's program paid p - 1 load latencies in a row before its first step (run 27:
-    pass 2 took 80 us at batch 1 L 4096, pass 1 53 us)."""
+    0 .. p-1 run from zero (pass 1): h = 0, then h <- exp2(A2 dsum_q) h + end_q for q < p
+    (:func:`.kernel.link_segments`: the end states loaded ahead)."""
     last = ins["dsums"].shape[0] - 1
 
     def load(q):
-        q = jnp.minimum(q, last)         # past p - 1: loaded, never used
+        q = jnp.minimum(q, last)
         return lanes.vec(ins["dsums"], q), lanes.states(ins["ends"], q)
 
-    def link(q, carry):
-        h, queue = carry
-        (dsum, ends), queue = queue[0], queue[1:] + [load(q + LINK_AHEAD)]
-        return ([_fma(_exp2(dsum * A2[j], fast), h[j], ends[j], fast) for j in range(lanes.J)],
-                queue)
+    def link(h, part):
+        dsum, ends = part
+        return [_fma(_exp2(dsum * A2[j], fast), h[j], ends[j], fast) for j in range(lanes.J)]
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    queue = [load(q) for q in range(LINK_AHEAD)]
-    return jax.lax.fori_loop(0, p, link, ([zeros] * lanes.J, queue))[0]
+    return link_segments(p, load, link, [zeros] * lanes.J)
 
 
 def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False):
