@@ -367,9 +367,10 @@ def sweep(out_dir, length, reps, inner, points=None, backward=True, anchor=None,
     ``with_z``: also the forward with the z gate (``fwdz_ms``, checked like the forward)."""
     args = inputs(length, jnp.bfloat16, seed=3)
     ref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*args)
-    zargs = inputs(length, jnp.bfloat16, with_z=True, seed=4) if with_z else None
-    zref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*zargs) if with_z \
-        else None
+    zargs = zref = None
+    if with_z:
+        zargs = inputs(length, jnp.bfloat16, with_z=True, seed=4)
+        zref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*zargs)
     if anchor is not None:
         row = dict(section="sweep", L=length, batch=args[0].shape[0], variant="anchor")
         for mode in ("fwd", "bwd") if backward else ("fwd",):

@@ -231,10 +231,10 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     segment = pl.program_id(2) if segmented else 0
     limit = cfg.length - segment * (n_iter * U)
     with_y = not end_state_only
-    # z gate on (S, bd) tiles of S steps (split lanes), else on each step's row
-    tile_gate = cfg.has_z and with_y and lanes.S > 1 and U % lanes.S == 0
-    # delta (bias, softplus) on (S, bd) tiles of S steps, one step a lane (cfg.delta_tile)
-    delta_tile = cfg.delta_tile and lanes.S > 1 and U % lanes.S == 0
+    # (S, bd) tiles of S steps, one step a lane: split lanes, whole tiles an iteration
+    tiled = lanes.S > 1 and U % lanes.S == 0
+    tile_gate = cfg.has_z and with_y and tiled          # z gate on tiles, else on each row
+    delta_tile = cfg.delta_tile and tiled               # delta (bias, softplus) on tiles
     fields = ("u",) + ("delta",) * (not delta_tile)
     fields += ("z",) * (cfg.has_z and with_y and not tile_gate)
     tiles = ("z_tile",) * tile_gate + ("delta_tile",) * delta_tile
