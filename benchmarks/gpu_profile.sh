@@ -23,14 +23,16 @@ if [ "${1:-}" = "--sass" ]; then
   python3 benchmarks/ncu_sass.py "$OUT/sass.csv" --top 12
   exit
 fi
-METRICS="gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__registers_per_thread"
-METRICS+=",sm__warps_active.avg.pct_of_peak_sustained_active"
-METRICS+=",smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum"
-METRICS+=",regex:^sm__inst_executed_pipe_[a-z_]*\.avg\.pct_of_peak_sustained_active$"
-METRICS+=",regex:^sm__pipe_[a-z_]*_cycles_active\.avg\.pct_of_peak_sustained_active$"
-METRICS+=",regex:^smsp__average_warps_issue_stalled_[a-z_]*_per_issue_active\.ratio$"
-METRICS+=",l1tex__throughput.avg.pct_of_peak_sustained_active"
-METRICS+=",dram__throughput.avg.pct_of_peak_sustained_elapsed"
+#   METRICS=list replaces the counters (e.g. gpu__time_duration.sum alone: fewer replays).
+M="gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__registers_per_thread"
+M+=",sm__warps_active.avg.pct_of_peak_sustained_active"
+M+=",smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum"
+M+=",regex:^sm__inst_executed_pipe_[a-z_]*\.avg\.pct_of_peak_sustained_active$"
+M+=",regex:^sm__pipe_[a-z_]*_cycles_active\.avg\.pct_of_peak_sustained_active$"
+M+=",regex:^smsp__average_warps_issue_stalled_[a-z_]*_per_issue_active\.ratio$"
+M+=",l1tex__throughput.avg.pct_of_peak_sustained_active"
+M+=",dram__throughput.avg.pct_of_peak_sustained_elapsed"
+METRICS=${METRICS:-$M}
 timeout "${PROFILE_TIMEOUT:-300}" "$NCU" --clock-control none -k "regex:${KERNELS:-selective_scan}" \
   --csv --page raw --metrics "$METRICS" \
   python3 benchmarks/profile_kernels.py "$@" > "$OUT/ncu.csv" 2> "$OUT/ncu.err"

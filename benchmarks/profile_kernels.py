@@ -1,4 +1,4 @@
-"""Run each forward kernel a few times at one shape, for a profiler (Nsight Compute) to read.
+"""Run each forward (and backward) kernel a few times at one shape, for a profiler (Nsight Compute) to read.
 
     ncu --clock-control none -k regex:selective_scan --metrics ... \
         python3 benchmarks/profile_kernels.py --length 4096 --batch 8
@@ -31,6 +31,7 @@ def main():
     p.add_argument("--z", action="store_true", help="with the z gate")
     p.add_argument("--layout", default="", help="layout overrides of ours as a sweep point's "
                    "named fields, e.g. split=4:delta_tile=1")
+    p.add_argument("--bwd", action="store_true", help="also the backward (ours only)")
     a = p.parse_args()
     args = bench.inputs(a.length, jnp.bfloat16, batch=a.batch, with_z=a.z, seed=3)
     layout = bench.parse_point(":" + a.layout) if a.layout else {}
@@ -39,6 +40,12 @@ def main():
     jax.block_until_ready(fwd(*args))                   # compile (its launches profiled too)
     for _ in range(a.calls):
         jax.block_until_ready(fwd(*args))
+    if a.bwd:
+        pull = bench.vjp_of(lambda *x: bench.selective_scan_pallas(
+            *x, delta_softplus=True, **layout), args)
+        dout = fwd(*args)
+        for _ in range(a.calls + 1):
+            jax.block_until_ready(pull(dout))
     print("ours", a.batch, a.length, flush=True)
     if not a.no_anchor:
         from benchmarks import mamba_anchor

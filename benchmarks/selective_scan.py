@@ -1,6 +1,6 @@
 """Selective scan on a GPU: check against the reference, then time ours against the anchor.
 
-    python benchmarks/selective_scan.py [--sections check,time,memory,tokens,floor,sweep]
+    python benchmarks/selective_scan.py [--sections check,time,memory,tokens,floor,sweep,dispatch]
                                         [--lengths 2048,4096,16384] [--out DIR] [--no-anchor]
                                         [--variants v2,tiles]
 
@@ -146,6 +146,49 @@ def vjp_of(fn, args):
     # at batch 8 L 16384, 32 GB at batch 1 L 2^20, where the tokens row ran out of time).
     apply = jax.jit(lambda pb, ct: pb(ct))
     return functools.partial(apply, pullback)
+
+
+def vjp_flat_of(fn, args):
+    """:func:`vjp_of` with the pullback's leaves flattened once: a call passes a flat list of
+    arrays (the fast path of a jitted call), not the pullback pytree, which the host
+    flattens again at every call."""
+    pullback = vjp_of(fn, args).args[0]
+    leaves, tree = jax.tree_util.tree_flatten(pullback)
+    apply = jax.jit(lambda lv, ct: jax.tree_util.tree_unflatten(tree, lv)(ct))
+    return functools.partial(apply, leaves)
+
+
+def host_ms(fn, *args, calls=20):
+    """Host time per call of ``fn`` (ms): ``calls`` calls enqueued back to back, timed until
+    the last returns, before any synchronization. Where it reaches the per-call time of
+    :func:`time_jax`, that time is the host's dispatch, not the device's work."""
+    jax.block_until_ready(fn(*args))
+    start = time.perf_counter()
+    for _ in range(calls):
+        out = fn(*args)
+    elapsed = time.perf_counter() - start
+    jax.block_until_ready(out)
+    return 1e3 * elapsed / calls
+
+
+def dispatch(out_dir, lengths, reps, inner, batch=1):
+    """Per call, the device time (time_jax) against the host's enqueue time, bf16, ours
+    forward and backward (the pullback as a pytree argument, :func:`vjp_of`, and as flat
+    leaves, :func:`vjp_flat_of`)."""
+    for length in lengths:
+        args = inputs(length, jnp.bfloat16, batch=batch, seed=5)
+        fwd = ours_fwd()
+        dout = fwd(*args)
+        row = dict(section="dispatch", L=length, batch=batch)
+        calls = {"fwd": (fwd, args)}
+        for name, make in (("bwd", vjp_of), ("bwd_flat", vjp_flat_of)):
+            pull = make(lambda *a: selective_scan_pallas(*a, delta_softplus=True), args)
+            calls[name] = (pull, (dout,))
+        for name, (fn, xs) in calls.items():
+            row[f"{name}_ms"] = 1e3 * time_jax(fn, *xs, reps=reps, inner=inner)
+            row[f"{name}_host_ms"] = host_ms(fn, *xs)
+        record(out_dir, **row)
+        print(row, flush=True)
 
 
 def xla_fn(*a):
@@ -502,6 +545,8 @@ def main():
                     xla_max, a.modes.split(","))
     if "memory" in sections:
         memory(lengths, a.out)
+    if "dispatch" in sections:
+        dispatch(a.out, lengths, a.reps, a.inner, batch=a.batch)
     if "tokens" in sections:
         tokens(a.out, anchor, a.token_reps, a.inner, a.token_modes.split(","),
                a.token_max_log, a.token_min_log)

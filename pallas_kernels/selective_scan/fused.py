@@ -46,9 +46,11 @@ KERNELS = {"v2": (fwd_kernel, bwd_kernel), "tiles": (fwd_kernel_tiles, bwd_kerne
 
 def _bc_layout(variant, backward=False):
     """How a kernel wants B and C: "LN" (batch, G, L, N) as given, "NL" transposed, and
-    whether as float32 (the lanes kernels read them as scalars: no per-use conversion)."""
+    whether as float32 (the lanes kernels read them as scalars: no per-use conversion).
+    The tiles backward's are float32 as well: a segmented backward's first pass (a lanes
+    kernel) reads its C from them, and the cast rides in the transpose's fusion."""
     kernel = ("tiles" if backward else "lanes") if variant == "hybrid" else variant
-    return {"v2": ("LN", False), "tiles": ("NL", False), "lanes": ("LN", True)}[kernel]
+    return {"v2": ("LN", False), "tiles": ("NL", backward), "lanes": ("LN", True)}[kernel]
 
 
 class Layout(NamedTuple):
@@ -324,10 +326,25 @@ def _kernel_bc(x, lay, backward=False):
     return jnp.swapaxes(x, 2, 3) if order == "NL" else _split_n(x, lay, 3)
 
 
+def _kernel_bc_pair(B, C, lay, backward=False):
+    """(B, C, c_offset): B and C as the kernel reads them (:func:`_kernel_bc`). Where both
+    need a cast or a transpose, they are concatenated over batch and prepared as one array
+    (one XLA fusion, one launch instead of two: ~5 us each at batch 1, benchmarks/NOTES.md
+    v14), passed as both B and C, and C's rows start at c_offset = batch (the "c" block
+    spec); else each is prepared alone (c_offset 0)."""
+    order, as_f32 = _bc_layout(lay.variant, backward)
+    work = order == "NL" or (as_f32 and B.dtype != jnp.float32)
+    if work and B.dtype == C.dtype:
+        both = _kernel_bc(jnp.concatenate([B, C]), lay, backward)
+        return both, both, B.shape[0]
+    return _kernel_bc(B, lay, backward), _kernel_bc(C, lay, backward), 0
+
+
 # ---------------------------------------------------------------- pallas_call builders
 
-def _specs(lay, length_pad, backward=False):
-    """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid."""
+def _specs(lay, length_pad, backward=False, c_offset=0):
+    """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid ("c":
+    C, as "bc" with its batch index shifted by ``c_offset``, see :func:`_kernel_bc_pair`)."""
     blocks_per_group = lay.group_width // lay.block_d
     T, n = lay.chunk, lay.n_state
     if lay.platform == "tpu":
@@ -342,6 +359,8 @@ def _specs(lay, length_pad, backward=False):
                 "A": pl.BlockSpec((n, lay.block_d), lambda b, j, k: (0, j)),
                 "bc": pl.BlockSpec((None, None, tb, n),
                                    lambda b, j, k: (b, jax.lax.div(j, blocks_per_group), tk(k), 0)),
+                "c": pl.BlockSpec((None, None, tb, n), lambda b, j, k: (
+                    b + c_offset, jax.lax.div(j, blocks_per_group), tk(k), 0)),
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j, k: (0, j)),
                 "states": pl.BlockSpec((None, tb // T, n, lay.block_d),
                                        lambda b, j, k: (b, tk(k), 0, j)),
@@ -364,6 +383,8 @@ def _specs(lay, length_pad, backward=False):
                 "A": pl.BlockSpec((*sd, lay.block_d), lambda b, j: (*z, j)),
                 "bc": pl.BlockSpec(bc_block, lambda b, j: (b, jax.lax.div(j, blocks_per_group),
                                                            *bc_zeros)),
+                "c": pl.BlockSpec(bc_block, lambda b, j: (
+                    b + c_offset, jax.lax.div(j, blocks_per_group), *bc_zeros)),
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
                 "states": pl.BlockSpec((None, length_pad // T, *sd, lay.block_d),
                                        lambda b, j: (b, 0, *z, j)),
@@ -375,7 +396,7 @@ def _specs(lay, length_pad, backward=False):
     return spec
 
 
-def _segment_specs(lay, length_pad, P, backward=False, shift=0):
+def _segment_specs(lay, length_pad, P, backward=False, shift=0, c_offset=0):
     """BlockSpec factories for a grid (batch, channel blocks, P time segments) (GPU layout):
     the same kinds as :func:`_specs`, one segment of time each (``shift``: program p reads
     segment p + shift), per-segment partials (batch, P, ...), and "all_parts" / "all_sums":
@@ -392,15 +413,22 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0):
     sd = _state_dims(lay)                # (N,), or (S, J) in the split lanes forward
     z = (0,) * len(sd)
     if transposed:
-        bc = pl.BlockSpec((None, None, n, seg), lambda b, j, p: (b, group(j), 0, p + shift))
+        bc_block = (None, None, n, seg)
+
+        def bc_index(b, j, p):
+            return (b, group(j), 0, p + shift)
         partial_bc = pl.BlockSpec((None, None, n, seg), lambda b, j, p: (b, j, 0, p))
     else:
-        bc = pl.BlockSpec((None, None, seg, *sd), lambda b, j, p: (b, group(j), p + shift, *z))
+        bc_block = (None, None, seg, *sd)
+
+        def bc_index(b, j, p):
+            return (b, group(j), p + shift, *z)
         partial_bc = pl.BlockSpec((None, None, seg, n), lambda b, j, p: (b, j, p, 0))
     kinds = {
         "seq": pl.BlockSpec((None, seg, bd), lambda b, j, p: (b, p + shift, j)),
         "A": pl.BlockSpec((*sd, bd), lambda b, j, p: (*z, j)),
-        "bc": bc,
+        "bc": pl.BlockSpec(bc_block, bc_index),
+        "c": pl.BlockSpec(bc_block, lambda b, j, p: bc_index(b + c_offset, j, p)),
         "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
         "states": pl.BlockSpec((None, seg // T, *sd, bd), lambda b, j, p: (b, p, *z, j)),
         "state": pl.BlockSpec((None, *sd, bd), lambda b, j, p: (b, *z, j)),
@@ -471,9 +499,9 @@ def _forward_segmented(lay, length, opts, save_states, args):
     batch, length_pad, dim_pad = u.shape
     P, n, bd = lay.segments, lay.n_state, lay.block_d
     cfg = _segment_config(_config(lay, length, opts), lay, length_pad, P)
-    spec = _segment_specs(lay, length_pad, P)
+    args, c_offset = _forward_args(args, lay)
+    spec = _segment_specs(lay, length_pad, P, c_offset=c_offset)
     in_specs = _input_specs(spec, opts)
-    args = _forward_args(args, lay)
     sd = _state_dims(lay)
     call = functools.partial(pl.pallas_call, compiler_params=_compiler_params(lay),
                              interpret=lay.interpret)
@@ -504,17 +532,17 @@ def _forward_segmented(lay, length, opts, save_states, args):
 
 
 def _forward_args(args, lay):
-    """The padded inputs as the forward kernel reads them: B, C in its layout and dtype (see
-    :func:`_kernel_bc`), A's N axis as :func:`_state_dims`."""
+    """(args, c_offset): the padded inputs as the forward kernel reads them, B, C in its
+    layout and dtype (see :func:`_kernel_bc_pair`), A's N axis as :func:`_state_dims`."""
     args = list(args)
     args[2] = _split_n(args[2], lay, 0)
-    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
-    return args
+    args[3], args[4], c_offset = _kernel_bc_pair(args[3], args[4], lay)
+    return args, c_offset
 
 
 def _input_specs(spec, opts, reverse=False):
     has_D, has_z, has_bias, _ = opts
-    kinds = ["seq", "seq", "A", "bc", "bc"] + ["vec"] * has_D + ["seq"] * has_z
+    kinds = ["seq", "seq", "A", "bc", "c"] + ["vec"] * has_D + ["seq"] * has_z
     kinds += ["vec"] * has_bias
     return [spec(k, reverse) for k in kinds]
 
@@ -526,7 +554,8 @@ def _forward_call(lay, length, opts, save_states, args):
     u = args[0]
     batch, length_pad, dim_pad = u.shape
     cfg = _config(lay, length, opts)
-    spec = _specs(lay, length_pad)
+    args, c_offset = _forward_args(args, lay)
+    spec = _specs(lay, length_pad, c_offset=c_offset)
     n, sd = lay.n_state, _state_dims(lay)
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [spec("seq")]
@@ -537,7 +566,6 @@ def _forward_call(lay, length, opts, save_states, args):
     out_shape.append(jax.ShapeDtypeStruct((batch, *sd, dim_pad), jnp.float32))
     out_specs.append(spec("state"))
     kernel = KERNELS[lay.variant][0]
-    args = _forward_args(args, lay)
     res = pl.pallas_call(
         functools.partial(kernel, cfg=cfg, save_states=save_states),
         grid=_grid(lay, batch, dim_pad, length_pad),
@@ -552,17 +580,17 @@ def _forward_call(lay, length, opts, save_states, args):
     return res[0], None, _merge_n(res[1], lay, 1)
 
 
-def _backward_adjoints(lay, length, opts, args, dout):
+def _backward_adjoints(lay, length, opts, args, dout, c_offset):
     """Pass 1 of a segmented backward (P = lay.bwd_segments): for segments 1 .. P-1, the
     adjoint each passes to the one before it from a zero start, gparts (batch, P-1, N, D),
-    and its sum of delta, gsums (batch, P-1, 1, D) (:func:`.lanes.bwd_adjoint_lanes`)."""
+    and its sum of delta, gsums (batch, P-1, 1, D) (:func:`.lanes.bwd_adjoint_lanes`).
+    ``args``: as the backward kernel reads them (B, C in the tiles backward's layout, C's
+    batch offset ``c_offset``, see :func:`_kernel_bc_pair`)."""
     u = args[0]
     batch, length_pad, dim_pad = u.shape
     P, n = lay.bwd_segments, lay.n_state
     cfg = _segment_config(_config(lay, length, opts, reverse_time=True), lay, length_pad, P)
-    spec = _segment_specs(lay, length_pad, P, shift=1)    # the lanes kernel's B, C layout
-    args = list(args)
-    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
+    spec = _segment_specs(lay, length_pad, P, backward=True, shift=1, c_offset=c_offset)
     return pl.pallas_call(
         functools.partial(bwd_adjoint_lanes, cfg=cfg), grid=(batch, dim_pad // lay.block_d, P - 1),
         in_specs=_input_specs(spec, opts) + [spec("seq")],
@@ -586,18 +614,18 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     n_blocks = dim_pad // lay.block_d
     cfg = _config(lay, length, opts, reverse_time=True)
     P = lay.bwd_segments
+    args = list(args)
+    args[3], args[4], c_offset = _kernel_bc_pair(B, C, lay, backward=True)
     extra = []
     if P > 1:
-        extra = _backward_adjoints(lay, length, opts, args, dout)
+        extra = _backward_adjoints(lay, length, opts, args, dout, c_offset)
         cfg = _segment_config(cfg, lay, length_pad, P)
-        spec = _segment_specs(lay, length_pad, P, backward=True)
+        spec = _segment_specs(lay, length_pad, P, backward=True, c_offset=c_offset)
         grid = (batch, n_blocks, P)
     else:
-        spec = _specs(lay, length_pad, backward=True)
+        spec = _specs(lay, length_pad, backward=True, c_offset=c_offset)
         grid = _grid(lay, batch, dim_pad, length_pad)
     transposed = _bc_layout(lay.variant, backward=True)[0] == "NL"
-    args = list(args)
-    args[3], args[4] = _kernel_bc(B, lay, True), _kernel_bc(C, lay, True)
     n = lay.n_state
     rev = lay.platform == "tpu"
     seq_spec = spec("seq", rev)
@@ -631,15 +659,18 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     du, ddelta = res.pop(0), res.pop(0)
     dz = res.pop(0) if has_z else None
     dB_part, dC_part, dA_part, dD_part, dbias_part = res
-    dB, dC = _sum_group_blocks(dB_part, lay), _sum_group_blocks(dC_part, lay)
+    # One reduction for dB and dC, one for dA, dD, dbias (each a fusion of its own: a launch
+    # apiece, ~5 us at batch 1, benchmarks/NOTES.md v14).
+    dBC = _sum_group_blocks(jnp.concatenate([dB_part, dC_part]), lay)
     if transposed:                           # back to the (batch, G, L, N) layout of B, C
-        dB, dC = jnp.swapaxes(dB, 2, 3), jnp.swapaxes(dC, 2, 3)
-    dB, dC = dB.astype(B.dtype), dC.astype(C.dtype)
-    dA_part, dD_part, dbias_part = (x.reshape((-1,) + x.shape[-2:])
-                                    for x in (dA_part, dD_part, dbias_part))
-    dA = jnp.sum(dA_part, axis=0).astype(A_T.dtype)
-    dD = jnp.sum(dD_part, axis=0).astype(args[5].dtype) if has_D else None
-    dbias = jnp.sum(dbias_part, axis=0).astype(args[-1].dtype) if has_bias else None
+        dBC = jnp.swapaxes(dBC, 2, 3)
+    dB, dC = dBC[:batch].astype(B.dtype), dBC[batch:].astype(C.dtype)
+    parts = [dA_part] + [dD_part] * has_D + [dbias_part] * has_bias
+    sums = jnp.sum(jnp.concatenate([x.reshape((-1,) + x.shape[-2:]) for x in parts], axis=1),
+                   axis=0)                                          # (N [+ 1] [+ 1], D)
+    dA = sums[:n].astype(A_T.dtype)
+    dD = sums[n:n + 1].astype(args[5].dtype) if has_D else None
+    dbias = sums[n + has_D:].astype(args[-1].dtype) if has_bias else None
     return du, ddelta, dA, dB, dC, dD, dz, dbias
 
 

@@ -324,10 +324,13 @@ def bwd_adjoint_lanes(*refs, cfg):
 
         g[k] <- (g[k] + C_t[k] dy_t) exp2(delta_t A2[k]),   dy_t = dout_t [silu(z_t)]
 
-    Inputs (kernel view): the forward's (u, delta, A, B, C, D, z, bias; B, C as (Ls, N)
-    float32) and dout (Ls, bd), for segment ``program_id(2) + 1`` (segment 0 needs none).
+    Inputs (kernel view): the forward's (u, delta, A, B, C, D, z, bias; B, C as (N, Ls)
+    float32, the tiles backward's layout; B unused) and dout (Ls, bd), for segment
+    ``program_id(2) + 1`` (segment 0 needs none).
     Outputs: gpart (N, bd), the adjoint from a zero start, and gsum (1, bd), the sum of delta
     over the segment (the adjoint entering from the right decays by exp2(A2 gsum) across it).
+    An iteration's U rows (delta, dout, z from DRAM, C from L2) are loaded while the
+    iteration before runs, as in the forward.
     """
     names = input_names(cfg) + ["dout"]
     ins = _split_refs(refs, names)
@@ -341,10 +344,16 @@ def bwd_adjoint_lanes(*refs, cfg):
     limit = cfg.length - (pl.program_id(2) + 1) * (n_iter * U)
     fields = ("delta", "dout") + ("z",) * cfg.has_z
 
+    def load(c):
+        rows = [_load_step(ins, fields, c * U + i, lanes, ()) for i in range(U)]
+        for i, row in enumerate(rows):
+            row["C"] = [ins["C"][k, c * U + i] for k in range(n)]
+        return rows
+
     def body(j, carry):
-        g, gsum = carry
+        g, gsum, rows = carry
         c = n_iter - 1 - j
-        rows = [_load_step(ins, fields, c * U + i, lanes, ("C",)) for i in range(U)]
+        nxt = load(jnp.maximum(c - 1, 0))        # the next iteration's rows, while this one runs
         for i in reversed(range(U)):
             row = rows[i]
             d, _ = _step_delta(row["delta"], bias, c * U + i, limit, cfg)
@@ -353,10 +362,10 @@ def bwd_adjoint_lanes(*refs, cfg):
             g = [_fma(row["C"][k], dy, g[k], cfg.fast_math) * _exp2(d * A2[k], cfg.fast_math)
                  for k in range(n)]
             gsum = gsum + d
-        return g, gsum
+        return g, gsum, nxt
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    g, gsum = jax.lax.fori_loop(0, n_iter, body, ([zeros] * n, zeros))
+    g, gsum, _ = jax.lax.fori_loop(0, n_iter, body, ([zeros] * n, zeros, load(n_iter - 1)))
     for k in range(n):
         gpart_ref[k, :] = g[k]
     gsum_ref[0, :] = gsum
