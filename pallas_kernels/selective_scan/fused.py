@@ -659,18 +659,17 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     du, ddelta = res.pop(0), res.pop(0)
     dz = res.pop(0) if has_z else None
     dB_part, dC_part, dA_part, dD_part, dbias_part = res
-    # One reduction for dB and dC, one for dA, dD, dbias (each a fusion of its own: a launch
-    # apiece, ~5 us at batch 1, benchmarks/NOTES.md v14).
-    dBC = _sum_group_blocks(jnp.concatenate([dB_part, dC_part]), lay)
+    dB, dC = _sum_group_blocks(dB_part, lay), _sum_group_blocks(dC_part, lay)
     if transposed:                           # back to the (batch, G, L, N) layout of B, C
-        dBC = jnp.swapaxes(dBC, 2, 3)
-    dB, dC = dBC[:batch].astype(B.dtype), dBC[batch:].astype(C.dtype)
-    parts = [dA_part] + [dD_part] * has_D + [dbias_part] * has_bias
-    sums = jnp.sum(jnp.concatenate([x.reshape((-1,) + x.shape[-2:]) for x in parts], axis=1),
-                   axis=0)                                          # (N [+ 1] [+ 1], D)
-    dA = sums[:n].astype(A_T.dtype)
-    dD = sums[n:n + 1].astype(args[5].dtype) if has_D else None
-    dbias = sums[n + has_D:].astype(args[-1].dtype) if has_bias else None
+        dB, dC = jnp.swapaxes(dB, 2, 3), jnp.swapaxes(dC, 2, 3)
+    dB, dC = dB.astype(B.dtype), dC.astype(C.dtype)
+    # One reduction each (summing them as one concatenated array cost 2 more launches of
+    # slices and ran slower: run 34, benchmarks/NOTES.md v14)
+    dA_part, dD_part, dbias_part = (x.reshape((-1,) + x.shape[-2:])
+                                    for x in (dA_part, dD_part, dbias_part))
+    dA = jnp.sum(dA_part, axis=0).astype(A_T.dtype)
+    dD = jnp.sum(dD_part, axis=0).astype(args[5].dtype) if has_D else None
+    dbias = jnp.sum(dbias_part, axis=0).astype(args[-1].dtype) if has_bias else None
     return du, ddelta, dA, dB, dC, dD, dz, dbias
 
 
