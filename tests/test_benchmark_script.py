@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_check_time_and_sweep_sections_write_rows(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
-           "--sections", "check,time,sweep", "--no-anchor", "--impls", "ours,xla",
+           "--sections", "check,time,sweep,dispatch", "--no-anchor", "--impls", "ours,xla",
            "--batch", "1", "--dim", "32", "--lengths", "16", "--sweep-length", "16",
            "--sweep", "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1",
            "--sweep-z", "--dtypes", "f32", "--reps", "1", "--inner", "1",
@@ -38,4 +38,7 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
         2, 2, 2, 1)
     assert split["rel_err_fwd"] < 1e-5 and split["bwd_ms"] > 0
     assert split["rel_err_fwdz"] < 1e-5 and split["fwdz_ms"] > 0
+    (dispatch,) = by_section["dispatch"]
+    assert all(dispatch[f"{m}{k}"] > 0 for m in ("fwd", "bwd", "bwd_flat")
+               for k in ("_ms", "_host_ms"))
     assert "| f32 | 16 | bwd |" in res.stdout

@@ -47,10 +47,11 @@ KERNELS = {"v2": (fwd_kernel, bwd_kernel), "tiles": (fwd_kernel_tiles, bwd_kerne
 def _bc_layout(variant, backward=False):
     """How a kernel wants B and C: "LN" (batch, G, L, N) as given, "NL" transposed, and
     whether as float32 (the lanes kernels read them as scalars: no per-use conversion).
-    The tiles backward's are float32 as well: a segmented backward's first pass (a lanes
-    kernel) reads its C from them, and the cast rides in the transpose's fusion."""
-    kernel = ("tiles" if backward else "lanes") if variant == "hybrid" else variant
-    return {"v2": ("LN", False), "tiles": ("NL", backward), "lanes": ("LN", True)}[kernel]
+    hybrid's tiles backward takes them float32 too: its segmented first pass (a lanes
+    kernel) reads C from the same array, and the cast rides in the transpose's fusion."""
+    if variant == "hybrid":
+        return ("NL", True) if backward else ("LN", True)
+    return {"v2": ("LN", False), "tiles": ("NL", False), "lanes": ("LN", True)}[variant]
 
 
 class Layout(NamedTuple):
