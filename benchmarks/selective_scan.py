@@ -131,8 +131,8 @@ def expand_impls(impls):
     return out
 
 
-def vjp_of(fn, args):
-    """A jitted backward: dout -> grads of all present inputs (residuals from one forward)."""
+def _pullback(fn, args):
+    """jax.vjp's pullback of fn at args, over the inputs that are present (not None)."""
     present = [i for i, a in enumerate(args) if a is not None]
 
     def f(*xs):
@@ -140,20 +140,23 @@ def vjp_of(fn, args):
         for i, x in zip(present, xs):
             full[i] = x
         return fn(*full)
-    _, pullback = jax.vjp(f, *[args[i] for i in present])
+    return jax.vjp(f, *[args[i] for i in present])[1]
+
+
+def vjp_of(fn, args):
+    """A jitted backward: dout -> grads of all present inputs (residuals from one forward)."""
     # The pullback (a pytree holding the residuals) is an argument of the jitted call, not
     # a closure: jit(pullback) captured the residuals as constants in the executable (4 GB
     # at batch 8 L 16384, 32 GB at batch 1 L 2^20, where the tokens row ran out of time).
     apply = jax.jit(lambda pb, ct: pb(ct))
-    return functools.partial(apply, pullback)
+    return functools.partial(apply, _pullback(fn, args))
 
 
 def vjp_flat_of(fn, args):
     """:func:`vjp_of` with the pullback's leaves flattened once: a call passes a flat list of
     arrays (the fast path of a jitted call), not the pullback pytree, which the host
     flattens again at every call."""
-    pullback = vjp_of(fn, args).args[0]
-    leaves, tree = jax.tree_util.tree_flatten(pullback)
+    leaves, tree = jax.tree_util.tree_flatten(_pullback(fn, args))
     apply = jax.jit(lambda lv, ct: jax.tree_util.tree_unflatten(tree, lv)(ct))
     return functools.partial(apply, leaves)
 
