@@ -332,7 +332,7 @@ def _kernel_bc_pair(B, C, lay, backward=False):
     need a cast or a transpose, they are concatenated over batch and prepared as one array
     (one XLA fusion, one launch instead of two: ~5 us each at batch 1, benchmarks/NOTES.md
     v14), passed as both B and C, and C's rows start at c_offset = batch (the "c" block
-    spec); else each is prepared alone (c_offset 0)."""
+    spec, :func:`_with_c`); else each is prepared alone (c_offset 0)."""
     order, as_f32 = _bc_layout(lay.variant, backward)
     work = order == "NL" or (as_f32 and B.dtype != jnp.float32)
     if work and B.dtype == C.dtype:
@@ -343,9 +343,24 @@ def _kernel_bc_pair(B, C, lay, backward=False):
 
 # ---------------------------------------------------------------- pallas_call builders
 
-def _specs(lay, length_pad, backward=False, c_offset=0):
-    """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid ("c":
-    C, as "bc" with its batch index shifted by ``c_offset``, see :func:`_kernel_bc_pair`)."""
+def _with_c(spec, c_offset):
+    """``spec`` (a factory of :func:`_specs` / :func:`_segment_specs`) with the kind "c": C's
+    block, the "bc" block with its batch index shifted by ``c_offset`` (see
+    :func:`_kernel_bc_pair`)."""
+    def with_c(kind, reverse=False):
+        if kind != "c":
+            return spec(kind, reverse)
+        bc = spec("bc", reverse)
+
+        def index(*grid):
+            b, *rest = bc.index_map(*grid)
+            return (b + c_offset, *rest)
+        return pl.BlockSpec(bc.block_shape, index)
+    return with_c
+
+
+def _specs(lay, length_pad, backward=False):
+    """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid."""
     blocks_per_group = lay.group_width // lay.block_d
     T, n = lay.chunk, lay.n_state
     if lay.platform == "tpu":
@@ -360,8 +375,6 @@ def _specs(lay, length_pad, backward=False, c_offset=0):
                 "A": pl.BlockSpec((n, lay.block_d), lambda b, j, k: (0, j)),
                 "bc": pl.BlockSpec((None, None, tb, n),
                                    lambda b, j, k: (b, jax.lax.div(j, blocks_per_group), tk(k), 0)),
-                "c": pl.BlockSpec((None, None, tb, n), lambda b, j, k: (
-                    b + c_offset, jax.lax.div(j, blocks_per_group), tk(k), 0)),
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j, k: (0, j)),
                 "states": pl.BlockSpec((None, tb // T, n, lay.block_d),
                                        lambda b, j, k: (b, tk(k), 0, j)),
@@ -384,8 +397,6 @@ def _specs(lay, length_pad, backward=False, c_offset=0):
                 "A": pl.BlockSpec((*sd, lay.block_d), lambda b, j: (*z, j)),
                 "bc": pl.BlockSpec(bc_block, lambda b, j: (b, jax.lax.div(j, blocks_per_group),
                                                            *bc_zeros)),
-                "c": pl.BlockSpec(bc_block, lambda b, j: (
-                    b + c_offset, jax.lax.div(j, blocks_per_group), *bc_zeros)),
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
                 "states": pl.BlockSpec((None, length_pad // T, *sd, lay.block_d),
                                        lambda b, j: (b, 0, *z, j)),
@@ -397,7 +408,7 @@ def _specs(lay, length_pad, backward=False, c_offset=0):
     return spec
 
 
-def _segment_specs(lay, length_pad, P, backward=False, shift=0, c_offset=0):
+def _segment_specs(lay, length_pad, P, backward=False, shift=0):
     """BlockSpec factories for a grid (batch, channel blocks, P time segments) (GPU layout):
     the same kinds as :func:`_specs`, one segment of time each (``shift``: program p reads
     segment p + shift), per-segment partials (batch, P, ...), and "all_parts" / "all_sums":
@@ -414,22 +425,15 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0, c_offset=0):
     sd = _state_dims(lay)                # (N,), or (S, J) in the split lanes forward
     z = (0,) * len(sd)
     if transposed:
-        bc_block = (None, None, n, seg)
-
-        def bc_index(b, j, p):
-            return (b, group(j), 0, p + shift)
+        bc = pl.BlockSpec((None, None, n, seg), lambda b, j, p: (b, group(j), 0, p + shift))
         partial_bc = pl.BlockSpec((None, None, n, seg), lambda b, j, p: (b, j, 0, p))
     else:
-        bc_block = (None, None, seg, *sd)
-
-        def bc_index(b, j, p):
-            return (b, group(j), p + shift, *z)
+        bc = pl.BlockSpec((None, None, seg, *sd), lambda b, j, p: (b, group(j), p + shift, *z))
         partial_bc = pl.BlockSpec((None, None, seg, n), lambda b, j, p: (b, j, p, 0))
     kinds = {
         "seq": pl.BlockSpec((None, seg, bd), lambda b, j, p: (b, p + shift, j)),
         "A": pl.BlockSpec((*sd, bd), lambda b, j, p: (*z, j)),
-        "bc": pl.BlockSpec(bc_block, bc_index),
-        "c": pl.BlockSpec(bc_block, lambda b, j, p: bc_index(b + c_offset, j, p)),
+        "bc": bc,
         "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
         "states": pl.BlockSpec((None, seg // T, *sd, bd), lambda b, j, p: (b, p, *z, j)),
         "state": pl.BlockSpec((None, *sd, bd), lambda b, j, p: (b, *z, j)),
@@ -501,7 +505,7 @@ def _forward_segmented(lay, length, opts, save_states, args):
     P, n, bd = lay.segments, lay.n_state, lay.block_d
     cfg = _segment_config(_config(lay, length, opts), lay, length_pad, P)
     args, c_offset = _forward_args(args, lay)
-    spec = _segment_specs(lay, length_pad, P, c_offset=c_offset)
+    spec = _with_c(_segment_specs(lay, length_pad, P), c_offset)
     in_specs = _input_specs(spec, opts)
     sd = _state_dims(lay)
     call = functools.partial(pl.pallas_call, compiler_params=_compiler_params(lay),
@@ -556,7 +560,7 @@ def _forward_call(lay, length, opts, save_states, args):
     batch, length_pad, dim_pad = u.shape
     cfg = _config(lay, length, opts)
     args, c_offset = _forward_args(args, lay)
-    spec = _specs(lay, length_pad, c_offset=c_offset)
+    spec = _with_c(_specs(lay, length_pad), c_offset)
     n, sd = lay.n_state, _state_dims(lay)
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [spec("seq")]
@@ -591,7 +595,7 @@ def _backward_adjoints(lay, length, opts, args, dout, c_offset):
     batch, length_pad, dim_pad = u.shape
     P, n = lay.bwd_segments, lay.n_state
     cfg = _segment_config(_config(lay, length, opts, reverse_time=True), lay, length_pad, P)
-    spec = _segment_specs(lay, length_pad, P, backward=True, shift=1, c_offset=c_offset)
+    spec = _with_c(_segment_specs(lay, length_pad, P, backward=True, shift=1), c_offset)
     return pl.pallas_call(
         functools.partial(bwd_adjoint_lanes, cfg=cfg), grid=(batch, dim_pad // lay.block_d, P - 1),
         in_specs=_input_specs(spec, opts) + [spec("seq")],
@@ -621,10 +625,10 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     if P > 1:
         extra = _backward_adjoints(lay, length, opts, args, dout, c_offset)
         cfg = _segment_config(cfg, lay, length_pad, P)
-        spec = _segment_specs(lay, length_pad, P, backward=True, c_offset=c_offset)
+        spec = _with_c(_segment_specs(lay, length_pad, P, backward=True), c_offset)
         grid = (batch, n_blocks, P)
     else:
-        spec = _specs(lay, length_pad, backward=True, c_offset=c_offset)
+        spec = _with_c(_specs(lay, length_pad, backward=True), c_offset)
         grid = _grid(lay, batch, dim_pad, length_pad)
     transposed = _bc_layout(lay.variant, backward=True)[0] == "NL"
     n = lay.n_state
