@@ -183,6 +183,8 @@ def main():
                    help="iterations ahead the lanes forward loads u, delta")
     p.add_argument("--delta-tile", action="store_true",
                    help="split forward: delta on (S, bd) tiles of S steps")
+    p.add_argument("--bwd-block-d", type=int, default=None, help="channels a backward program")
+    p.add_argument("--bwd-num-warps", type=int, default=None, help="warps a backward program")
     p.add_argument("--out", default="/tmp/triton_ir")
     p.add_argument("--triton-path", default=None)
     a = p.parse_args()
@@ -191,12 +193,14 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     from pallas_kernels.selective_scan import choose_layout
     lay = choose_layout(a.length, 1536, 16, 1, "gpu", False, num_warps=a.num_warps,
-                        variant=a.variant, split=a.split)
+                        variant=a.variant, split=a.split, bwd_block_d=a.bwd_block_d,
+                        bwd_num_warps=a.bwd_num_warps)
     mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z, segments=a.segments,
                           unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None,
                           bwd_segments=a.bwd_segments, forward_only=a.forward_only,
                           split=a.split, row_ahead=a.row_ahead,
-                          delta_tile=a.delta_tile or None)
+                          delta_tile=a.delta_tile or None, bwd_block_d=a.bwd_block_d,
+                          bwd_num_warps=a.bwd_num_warps)
     for name, ttir in mods.items():
         warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps  # lanes kernels
         tag = f"{a.variant}_w{warps}_{name}"

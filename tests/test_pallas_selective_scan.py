@@ -174,6 +174,15 @@ def test_default_segmented_layout_interpret():
     pytest.param(1, 64, 32, 16, None, jnp.float32, False,
                  dict(bwd_segments=4, segments=2, chunk=4, unroll=4), id="4seg-fwd2seg"),
     pytest.param(2, 50, 32, 8, None, jnp.bfloat16, True, dict(bwd_segments=2), id="bf16-2seg"),
+    # one-warp backward programs of 16 channels: delta on (T, bd) tiles a chunk, the adjoint
+    # pass still 32 channels a program
+    pytest.param(2, 37, 64, 6, 2, jnp.float32, True,
+                 dict(bwd_segments=3, bwd_block_d=16, bwd_num_warps=1), id="w1-deltatile-3seg"),
+    pytest.param(1, 29, 48, 16, None, jnp.bfloat16, True,
+                 dict(bwd_block_d=8, bwd_num_warps=1, bwd_segments=1),
+                 id="w1-deltatile-bd8-Dtail"),
+    pytest.param(2, 21, 32, 4, None, jnp.float32, False,
+                 dict(bwd_block_d=16, bwd_num_warps=1, bwd_segments=2), id="w1-nosoftplus"),
 ])
 def test_segmented_backward_interpret(batch, length, dim, n, groups, dtype, softplus, layout):
     """The tiles backward cut into time segments (pass 1: each segment's adjoint from zero;
@@ -209,6 +218,20 @@ def test_mixed_bc_dtypes_interpret(b_dtype, c_dtype):
     check_against_reference(args, dict(delta_softplus=True, return_last_state=True),
                             dict(interpret=True, bwd_segments=2, split=2, delta_tile=True),
                             tol=1e-5, grad_tol=1e-4)
+
+
+def test_backward_block_and_warps():
+    """hybrid's backward takes its own block and warps; one warp turns on its delta tiles;
+    the forward keeps its 32-channel warp; other variants refuse the overrides."""
+    from pallas_kernels.selective_scan.fused import _bwd_layout
+    lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1, bwd_block_d=16,
+                        bwd_num_warps=1)
+    assert (lay.block_d, lay.bwd_block_d, lay.bwd_num_warps, lay.group_width) == (32, 16, 1, 1536)
+    bwd = _bwd_layout(lay)
+    assert (bwd.block_d, bwd.delta_tile) == (16, True)
+    assert not _bwd_layout(choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1)).delta_tile
+    with pytest.raises(ValueError, match="bwd_block_d"):
+        choose_layout(64, 32, 16, 1, "gpu", False, variant="tiles", bwd_block_d=16)
 
 
 def test_segments_need_the_lanes_forward():
@@ -401,7 +424,9 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(dict(split=4, segments=1, unroll=8, delta_tile=True), id="split4-u8-deltatile"),
     pytest.param(dict(split=4, segments=3, delta_tile=True), id="split4-seg3-deltatile"),
     pytest.param(dict(split=2, segments=1, delta_tile=True), id="split2-deltatile"),
-    pytest.param(dict(row_ahead=2), id="rows2")])
+    pytest.param(dict(row_ahead=2), id="rows2"),
+    pytest.param(dict(bwd_block_d=16, bwd_num_warps=1), id="bwd-w1-deltatile"),
+    pytest.param(dict(bwd_block_d=16, bwd_num_warps=1, bwd_segments=3), id="bwd-w1-seg3")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES[:2])
 def test_segmented_layouts_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
                                          layout):

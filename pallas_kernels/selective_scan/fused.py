@@ -138,7 +138,8 @@ def _default_segments(programs, length):
 def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
                   unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None,
-                  row_ahead=None, split=None, delta_tile=None):
+                  row_ahead=None, split=None, delta_tile=None, bwd_block_d=None,
+                  bwd_num_warps=None):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
@@ -176,6 +177,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if variant in GPU_ONLY_VARIANTS and platform != "gpu":
         raise ValueError(f"variant={variant!r} has only the GPU (Triton) layout")
+    if (bwd_block_d or bwd_num_warps) and variant != "hybrid":
+        raise ValueError(f"bwd_block_d / bwd_num_warps need variant 'hybrid' (the tiles backward "
+                         f"after the lanes forward), got {variant!r}")
+    bwd_block_d_arg, bwd_num_warps_arg = bwd_block_d, bwd_num_warps
     bwd_num_warps = 0
     if (split is None and segments is None and block_d is None and variant == "hybrid"
             and n_pad > SPLIT_STATES):
@@ -199,8 +204,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # recomputed states a lane, so T shrinks as N grows. hybrid: the tiles backward (its
         # own warps) on the lanes forward's states.
         # split lanes a channel: the forward's block is the backward's over split
-        bwd_block_d = block_d * split if block_d else max(1, min(32, _next_pow2(width)))
-        block_d = max(1, bwd_block_d // split)
+        whole = block_d * split if block_d else max(1, min(32, _next_pow2(width)))
+        block_d = max(1, whole // split)
+        bwd_block_d = bwd_block_d_arg or whole
         if delta_tile is None:
             # delta on tiles of S steps wherever a tile has one element a lane (a warp
             # shuffle hands the rows on): bf16 batch 8 forward -10% to -18% (run 27,
@@ -211,7 +217,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (4 if n_pad <= 16 else 8)
         chunk = chunk or lanes_chunk
         if variant == "hybrid":
-            bwd_num_warps = _tile_warps(n_pad, bwd_block_d)
+            bwd_num_warps = bwd_num_warps_arg or _tile_warps(n_pad, bwd_block_d)
         num_warps = num_warps or max(1, block_d * split // 32)
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
@@ -251,15 +257,19 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if variant in ("tiles", "hybrid") and chunk & (chunk - 1):
         raise ValueError(f"variant={variant!r} needs a power-of-two chunk, got {chunk}")
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
-                  _round_up(width, bwd_block_d or block_d), num_warps, variant, unroll,
+                  _round_up(width, max(bwd_block_d, block_d)), num_warps, variant, unroll,
                   bwd_num_warps or num_warps, segments,
                   True if prefetch_bc is None else bool(prefetch_bc), bwd_segments,
                   row_ahead or 1, split, bwd_block_d, bool(delta_tile))
 
 
 def _bwd_layout(lay):
-    """The layout of the backward kernels: hybrid's tiles backward keeps its own block."""
-    return lay._replace(block_d=lay.bwd_block_d or lay.block_d, split=1)
+    """The layout of the backward kernels: hybrid's tiles backward keeps its own block, and
+    computes delta on (T, bd) tiles where its programs are one warp (delta_tile: the tile's
+    rows move between the warp's lanes; with two warps they cross warps, through shared
+    memory and barriers)."""
+    return lay._replace(block_d=lay.bwd_block_d or lay.block_d, split=1,
+                        delta_tile=lay.variant == "hybrid" and lay.bwd_num_warps == 1)
 
 
 def _state_dims(lay):
@@ -590,9 +600,13 @@ def _backward_adjoints(lay, length, opts, args, dout, c_offset):
     adjoint each passes to the one before it from a zero start, gparts (batch, P-1, N, D),
     and its sum of delta, gsums (batch, P-1, 1, D) (:func:`.lanes.bwd_adjoint_lanes`).
     ``args``: as the backward kernel reads them (B, C in the tiles backward's layout, C's
-    batch offset ``c_offset``, see :func:`_kernel_bc_pair`)."""
+    batch offset ``c_offset``, see :func:`_kernel_bc_pair`).
+
+    One lane a channel: its programs take 32 channels (the widest power-of-two block up to
+    32 that tiles a group) whatever block the tiles backward takes."""
     u = args[0]
     batch, length_pad, dim_pad = u.shape
+    lay = lay._replace(block_d=math.gcd(32, lay.group_width), delta_tile=False)
     P, n = lay.bwd_segments, lay.n_state
     cfg = _segment_config(_config(lay, length, opts, reverse_time=True), lay, length_pad, P)
     spec = _with_c(_segment_specs(lay, length_pad, P, backward=True, shift=1), c_offset)
@@ -771,7 +785,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
                           time_block=None, variant=None, unroll=None, segments=None,
                           prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None,
-                          delta_tile=None):
+                          delta_tile=None, bwd_block_d=None, bwd_num_warps=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -796,7 +810,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         1); split: lanes a channel in hybrid's forward (1, 2, 4, ...: N / split states a
         lane, split x the programs); delta_tile: with split S, compute delta (bias,
         softplus) once a channel-step on (S, bd) tiles of S steps instead of on each of
-        the channel's S lanes; see benchmarks/NOTES.md).
+        the channel's S lanes; bwd_block_d, bwd_num_warps: channels and warps a program
+        of hybrid's tiles backward; see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -812,7 +827,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
                         time_block, variant, unroll, segments, batch=batch,
                         prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
-                        row_ahead=row_ahead, split=split, delta_tile=delta_tile)
+                        row_ahead=row_ahead, split=split, delta_tile=delta_tile,
+                        bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -59,7 +59,9 @@ class ScanConfig:
     length exceeds L, so steps at or past L are masked (False: every step is a true one, and
     the kernels skip the per-step compare); delta_tile: the split lanes forward computes
     delta (bias, softplus) on (split, bd) tiles of split steps, one step a lane, and hands
-    each step's row to the channel's lanes (see :func:`.lanes.fwd_kernel_lanes`).
+    each step's row to the channel's lanes (see :func:`.lanes.fwd_kernel_lanes`); in the
+    tiles backward, delta (bias, softplus, sigmoid) on a (T, bd) tile a chunk (see
+    :func:`bwd_kernel_tiles`).
     """
     length: int
     chunk: int
@@ -359,7 +361,7 @@ def bwd_kernel(*refs, cfg: ScanConfig):
         stores = []
         for i in reversed(range(T)):
             t = c * T + i
-            d, raw, u, B_t = steps[i]
+            d, sig, u, B_t = steps[i]
             C_t = rows["C"][i].astype(jnp.float32)
             dout = rows["dout"][i].astype(jnp.float32)
             row = {}
@@ -441,6 +443,15 @@ def _load_chunk_tiles(ins, names, c, T):
     return {name: [at(name, c * T + i) for i in range(T)] for name in names}
 
 
+def _tile_rows(tile):
+    """A (T, bd) tile -> its T rows, (1, bd) each, as the state tile's rows are laid out: a
+    sum over the T axis of the tile masked to row i (the compiler moves the values between
+    lanes; no layout is assumed)."""
+    step = jax.lax.broadcasted_iota(jnp.int32, tile.shape, 0)
+    return [jnp.sum(jnp.where(step == i, tile, 0.0), axis=0, keepdims=True)
+            for i in range(tile.shape[0])]
+
+
 def _gather_rows(rows):
     """T (1, bd) rows -> one (T, bd) tile (a select per row), stored once per chunk."""
     T = len(rows)
@@ -514,14 +525,34 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
     segment = pl.program_id(2) if cfg.segments > 1 else 0
     limit = cfg.length - segment * (n_chunks * T)
     n = A.shape[0]
-    fields = ("u", "delta", "B", "C", "dout") + ("z",) * cfg.has_z
+    # cfg.delta_tile (one-warp programs, where a tile's rows stay in the warp): delta's bias,
+    # softplus and sigmoid computed for the chunk's T steps on one (T, bd) tile and each
+    # step's row taken from it (_tile_rows); else on each (1, bd) row, which the (N, bd)
+    # state tile's layout repeats on every lane of a channel (8x: a quarter of the loop's
+    # instructions, benchmarks/NOTES.md v15).
+    delta_tile = cfg.delta_tile and cfg.softplus
+    fields = ("u",) + ("delta",) * (not delta_tile) + ("B", "C", "dout") + ("z",) * cfg.has_z
     step_of = jax.lax.broadcasted_iota(jnp.int32, (1, T), 1)                 # (1, T)
     fast = cfg.fast_math
 
     def load(c):
         rows = _load_chunk_tiles(ins, fields, c, T)
         rows["start"] = ins["states"][c]
+        if delta_tile:
+            rows["delta_tile"] = ins["delta"][pl.ds(c * T, T), :]
         return rows
+
+    def chunk_deltas(rows, c):
+        """[(delta_t, sigmoid(raw_t) or None)] for the chunk's T steps, (1, bd) rows each."""
+        if not delta_tile:
+            out = []
+            for i in range(T):
+                d, raw = _step_delta(rows["delta"][i], bias, c * T + i, limit, cfg)
+                out.append((d, _sigmoid(raw) if cfg.softplus else None))
+            return out
+        steps = c * T + jax.lax.broadcasted_iota(jnp.int32, (T, 1), 0)
+        d, raw = _step_delta(rows["delta_tile"], bias, steps, limit, cfg)
+        return list(zip(_tile_rows(d), _tile_rows(_sigmoid(raw))))
 
     def chunk_body(k, carry):
         g, dA, dD, dbias, rows = carry
@@ -529,18 +560,19 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
         nxt = load(jnp.maximum(c - 1, 0))
         H = [rows["start"]]
         steps = []
+        deltas = chunk_deltas(rows, c)
         for i in range(T):
-            d, raw = _step_delta(rows["delta"][i], bias, c * T + i, limit, cfg)
+            d, sig = deltas[i]
             u = rows["u"][i].astype(jnp.float32)
             B_t = rows["B"][i].astype(jnp.float32)
-            steps.append((d, raw, u, B_t))
+            steps.append((d, sig, u, B_t))
             H.append(_fma(_exp2(d * A2, fast), H[-1], B_t * (d * u), fast))
         dB_tile = jnp.zeros((n, T), jnp.float32)
         dC_tile = jnp.zeros((n, T), jnp.float32)
         stores = []
         for i in reversed(range(T)):
             t = c * T + i
-            d, raw, u, B_t = steps[i]
+            d, sig, u, B_t = steps[i]
             C_t = rows["C"][i].astype(jnp.float32)
             dout = rows["dout"][i].astype(jnp.float32)
             row = {}
@@ -564,7 +596,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
                 du = du + Dskip * dy
                 dD = dD + dy * u
             if cfg.softplus:
-                ddelta = ddelta * _sigmoid(raw)
+                ddelta = ddelta * sig
             ddelta = past_length(ddelta, t, limit, cfg)
             if cfg.has_bias:
                 dbias = dbias + ddelta
