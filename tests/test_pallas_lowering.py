@@ -39,13 +39,16 @@ def _variant_args(variant):
     """"name[-segments][-bcatstep][-bwdsegments][-split4][-rows2][-deltatile]": the variant;
     its forward cut into 4 time segments; loading B, C at their step (prefetch_bc=False); its
     backward cut into 3; a channel's states on 4 lanes; u, delta loaded 2 iterations ahead;
-    delta on tiles of 4 steps (its shuffle lowered as inline PTX)."""
+    delta on tiles of 4 steps (its shuffle lowered as inline PTX); the backward in one-warp
+    programs of 16 channels (delta on a tile a chunk)."""
     name, *opts = variant.split("-")
     return dict(variant=name, segments=4 if "segments" in opts else None,
                 prefetch_bc=False if "bcatstep" in opts else None,
                 bwd_segments=3 if "bwdsegments" in opts else None,
                 split=4 if "split4" in opts else None, row_ahead=2 if "rows2" in opts else None,
-                delta_tile=True if "deltatile" in opts else None)
+                delta_tile=True if "deltatile" in opts else None,
+                bwd_block_d=16 if "bwdwarp1" in opts else None,
+                bwd_num_warps=1 if "bwdwarp1" in opts else None)
 
 
 CASES = [
@@ -64,7 +67,8 @@ CASES = [
                                                     ("cuda", "gpu", "hybrid-split4-deltatile"),
                                                     ("cuda", "gpu",
                                                      "hybrid-segments-split4-deltatile"),
-                                                    ("cuda", "gpu", "hybrid-segments-split4-rows2")])
+                                                    ("cuda", "gpu", "hybrid-segments-split4-rows2"),
+                                                    ("cuda", "gpu", "hybrid-bwdsegments-bwdwarp1")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
 def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
                                       dtype, with_optional):

@@ -142,12 +142,15 @@ def test_split_lanes_forward_interpret(batch, length, dim, n, groups, dtype, lay
 
 
 def test_split_layout_blocks_and_checks():
-    """split S: the forward's program holds 32 / S channels, the backward's 32; S programs
-    for one, so the default segments fall by S; S must be a power of two dividing N_pad and
-    needs hybrid."""
+    """split S: the forward's program holds 32 / S channels; S programs for one, so the
+    default segments fall by S; S must be a power of two dividing N_pad and needs hybrid.
+    With 384 32-channel programs (batch 8, D 1536) the backward takes one warp of 16
+    channels, its segments counted as for 32-channel programs; at batch 1, two warps of 32."""
     lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=8, split=4)
-    assert (lay.block_d, lay.bwd_block_d, lay.split, lay.group_width) == (8, 32, 4, 1536)
-    assert (lay.segments, lay.unroll, lay.bwd_segments, lay.bwd_num_warps) == (1, 8, 16, 2)
+    assert (lay.block_d, lay.bwd_block_d, lay.split, lay.group_width) == (8, 16, 4, 1536)
+    assert (lay.segments, lay.unroll, lay.bwd_segments, lay.bwd_num_warps) == (1, 8, 16, 1)
+    lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1)
+    assert (lay.bwd_block_d, lay.bwd_num_warps, lay.bwd_segments) == (32, 2, 32)
     # too few programs unsegmented (batch 1): the forward's segment rule on 8-channel blocks
     lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1, split=4)
     assert (lay.segments, lay.unroll) == (32, 4)

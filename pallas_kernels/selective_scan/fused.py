@@ -110,6 +110,13 @@ MAX_SEGMENTS = 32
 # (the official kernel 0.821); at batch 1 (192 programs) split lost to the segmented forward.
 SPLIT_PROGRAMS = 1536
 SPLIT_STATES = 4            # J, states a lane
+# hybrid's tiles backward at N <= 16 where there are BWD_PROGRAMS 32-channel programs (batch
+# 8 x D 1536 has 384, batch 1 48): one warp of 16 channels a program (sums over N inside the warp, delta on a tile a chunk). On an
+# H200 at bf16 batch 8 (runs 36-38, benchmarks/NOTES.md v15): backward 2.67 -> 2.47 ms at L
+# 4096, 1.39 -> 1.31 at 2048, 10.04 -> 9.58 at 16384; at batch 1 no better (L 16384) or
+# 3% slower (L 4096), so batch 1 keeps 32 channels and two warps.
+BWD_BLOCK_D = 16
+BWD_PROGRAMS = 384
 
 
 def _tile_warps(n_pad, block_d):
@@ -159,7 +166,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     takes S = N_pad / SPLIT_STATES (4 at N = 16), unsegmented, 32 / J steps an iteration,
     wherever that gives at least SPLIT_PROGRAMS programs (batch 8 x D 1536 does; batch 1
     does not and keeps S = 1 with segments), and with S > 1 computes delta on (S, bd) tiles
-    (``delta_tile``) where S x bd = 32.
+    (``delta_tile``) where S x bd = 32. Its tiles backward takes one warp of BWD_BLOCK_D = 16
+    channels a program (``bwd_block_d``, ``bwd_num_warps``) where there are at least
+    BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -207,6 +216,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         whole = block_d * split if block_d else max(1, min(32, _next_pow2(width)))
         block_d = max(1, whole // split)
         bwd_block_d = bwd_block_d_arg or whole
+        if (variant == "hybrid" and bwd_block_d_arg is None and bwd_num_warps_arg is None
+                and n_pad <= 16 and whole > BWD_BLOCK_D
+                and batch * groups * -(-width // whole) >= BWD_PROGRAMS):
+            # one-warp backward programs of 16 channels where there are many programs
+            bwd_block_d, bwd_num_warps_arg = BWD_BLOCK_D, 1
         if delta_tile is None:
             # delta on tiles of S steps wherever a tile has one element a lane (a warp
             # shuffle hands the rows on): bf16 batch 8 forward -10% to -18% (run 27,
@@ -223,7 +237,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         chunk = chunk or (8 if n_pad <= 64 else 4)
     programs = batch * groups * -(-width // block_d)
-    bwd_programs = batch * groups * -(-width // (bwd_block_d or block_d))
+    # the backward's time segments as for 32-channel programs (its one-warp 16-channel
+    # layout ran best with the same P: batch 8 L 4096, run 38)
+    bwd_programs = batch * groups * -(-width // (max(bwd_block_d, block_d * split)))
     if segments is None and variant in ("lanes", "hybrid"):
         # split: its programs unsegmented where there are enough (the rule above)
         segments = (1 if split > 1 and programs >= SPLIT_PROGRAMS

@@ -361,7 +361,7 @@ def bwd_kernel(*refs, cfg: ScanConfig):
         stores = []
         for i in reversed(range(T)):
             t = c * T + i
-            d, sig, u, B_t = steps[i]
+            d, raw, u, B_t = steps[i]
             C_t = rows["C"][i].astype(jnp.float32)
             dout = rows["dout"][i].astype(jnp.float32)
             row = {}
