@@ -184,8 +184,6 @@ def test_default_segmented_layout_interpret():
     pytest.param(1, 29, 48, 16, None, jnp.bfloat16, True,
                  dict(bwd_block_d=8, bwd_num_warps=1, bwd_segments=1),
                  id="w1-deltatile-bd8-Dtail"),
-    pytest.param(2, 21, 32, 4, None, jnp.float32, False,
-                 dict(bwd_block_d=16, bwd_num_warps=1, bwd_segments=2), id="w1-nosoftplus"),
 ])
 def test_segmented_backward_interpret(batch, length, dim, n, groups, dtype, softplus, layout):
     """The tiles backward cut into time segments (pass 1: each segment's adjoint from zero;
