@@ -233,6 +233,10 @@ def test_backward_block_and_warps():
     assert not _bwd_layout(choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1)).delta_tile
     with pytest.raises(ValueError, match="bwd_block_d"):
         choose_layout(64, 32, 16, 1, "gpu", False, variant="tiles", bwd_block_d=16)
+    with pytest.raises(ValueError, match="bwd_block_d must be a power of two"):
+        choose_layout(64, 32, 16, 1, "gpu", False, bwd_block_d=12)
+    with pytest.raises(ValueError, match="bwd_num_warps must be a power of two"):
+        choose_layout(64, 32, 16, 1, "gpu", False, bwd_num_warps=3)
 
 
 def test_segments_need_the_lanes_forward():

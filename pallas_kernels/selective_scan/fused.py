@@ -111,10 +111,11 @@ MAX_SEGMENTS = 32
 SPLIT_PROGRAMS = 1536
 SPLIT_STATES = 4            # J, states a lane
 # hybrid's tiles backward at N <= 16 where there are BWD_PROGRAMS 32-channel programs (batch
-# 8 x D 1536 has 384, batch 1 48): one warp of 16 channels a program (sums over N inside the warp, delta on a tile a chunk). On an
-# H200 at bf16 batch 8 (runs 36-38, benchmarks/NOTES.md v15): backward 2.67 -> 2.47 ms at L
-# 4096, 1.39 -> 1.31 at 2048, 10.04 -> 9.58 at 16384; at batch 1 no better (L 16384) or
-# 3% slower (L 4096), so batch 1 keeps 32 channels and two warps.
+# 8 x D 1536 has 384, batch 1 48): one warp of 16 channels a program (sums over N inside the
+# warp, delta on a tile a chunk). On an H200 at bf16 batch 8 (runs 36-39, benchmarks/NOTES.md
+# v15): backward 2.67 -> 2.47 ms at L 4096, 1.39 -> 1.31 at 2048, 10.04 -> 9.58 at 16384;
+# at batch 1 no better (L 16384) or 3% slower (L 4096), so batch 1 keeps 32 channels and
+# two warps. 8 channels a warp ran slower (run 40).
 BWD_BLOCK_D = 16
 BWD_PROGRAMS = 384
 
@@ -189,6 +190,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if (bwd_block_d or bwd_num_warps) and variant != "hybrid":
         raise ValueError(f"bwd_block_d / bwd_num_warps need variant 'hybrid' (the tiles backward "
                          f"after the lanes forward), got {variant!r}")
+    for name, value in (("bwd_block_d", bwd_block_d), ("bwd_num_warps", bwd_num_warps)):
+        if value is not None and (value < 1 or value & (value - 1)):
+            raise ValueError(f"{name} must be a power of two, got {value}")
     bwd_block_d_arg, bwd_num_warps_arg = bwd_block_d, bwd_num_warps
     bwd_num_warps = 0
     if (split is None and segments is None and block_d is None and variant == "hybrid"
