@@ -443,13 +443,16 @@ def _load_chunk_tiles(ins, names, c, T):
     return {name: [at(name, c * T + i) for i in range(T)] for name in names}
 
 
-def _tile_rows(tile):
-    """A (T, bd) tile -> its T rows, (1, bd) each, as the state tile's rows are laid out: a
-    sum over the T axis of the tile masked to row i (the compiler moves the values between
-    lanes; no layout is assumed)."""
+def tile_row(tile, i):
+    """Row i of a (T, bd) tile as a (1, bd) row: a sum over the T axis of the tile masked to
+    row i (the compiler moves the values between lanes; no layout is assumed)."""
     step = jax.lax.broadcasted_iota(jnp.int32, tile.shape, 0)
-    return [jnp.sum(jnp.where(step == i, tile, 0.0), axis=0, keepdims=True)
-            for i in range(tile.shape[0])]
+    return jnp.sum(jnp.where(step == i, tile, 0.0), axis=0, keepdims=True)
+
+
+def _tile_rows(tile):
+    """A (T, bd) tile -> its T rows (:func:`tile_row`)."""
+    return [tile_row(tile, i) for i in range(tile.shape[0])]
 
 
 def _gather_rows(rows):

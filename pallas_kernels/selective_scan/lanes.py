@@ -36,7 +36,7 @@ from jax.experimental import pallas as pl
 from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigmoid, _split_refs,
                                                   _step_delta, backward_refs, gate_dy, gate_grads,
                                                   input_names, link_segments, past_length,
-                                                  step_output)
+                                                  step_output, tile_row)
 
 
 class Lanes:
@@ -111,8 +111,7 @@ class Lanes:
         adds, the same value), returned as a (1, bd) row."""
         if fast and tile.shape[0] * tile.shape[1] == 32:
             return _shfl_row(tile, s)
-        rows = jax.lax.broadcasted_iota(jnp.int32, tile.shape, 0)
-        return jnp.sum(jnp.where(rows == s, tile, 0.0), axis=0, keepdims=True)
+        return tile_row(tile, s)
 
 
 def _shfl_row(tile, s):
