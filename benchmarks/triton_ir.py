@@ -192,7 +192,9 @@ def main():
         sys.path.insert(0, a.triton_path)
     os.makedirs(a.out, exist_ok=True)
     from pallas_kernels.selective_scan import choose_layout
-    lay = choose_layout(a.length, 1536, 16, 1, "gpu", False, num_warps=a.num_warps,
+    # the shape triton_modules exports (batch 8, D 1536, N 16), for the warps each kernel
+    # is compiled with
+    lay = choose_layout(a.length, 1536, 16, 1, "gpu", False, batch=8, num_warps=a.num_warps,
                         variant=a.variant, split=a.split, bwd_block_d=a.bwd_block_d,
                         bwd_num_warps=a.bwd_num_warps)
     mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z, segments=a.segments,
