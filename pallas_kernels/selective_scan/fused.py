@@ -193,7 +193,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     for name, value in (("bwd_block_d", bwd_block_d), ("bwd_num_warps", bwd_num_warps)):
         if value is not None and (value < 1 or value & (value - 1)):
             raise ValueError(f"{name} must be a power of two, got {value}")
-    bwd_block_d_arg, bwd_num_warps_arg = bwd_block_d, bwd_num_warps
+    bwd_block_d_arg, bwd_warps = bwd_block_d, bwd_num_warps        # bwd_warps: None to choose
     bwd_num_warps = 0
     if (split is None and segments is None and block_d is None and variant == "hybrid"
             and n_pad > SPLIT_STATES):
@@ -220,11 +220,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         whole = block_d * split if block_d else max(1, min(32, _next_pow2(width)))
         block_d = max(1, whole // split)
         bwd_block_d = bwd_block_d_arg or whole
-        if (variant == "hybrid" and bwd_block_d_arg is None and bwd_num_warps_arg is None
+        if (variant == "hybrid" and bwd_block_d_arg is None and bwd_warps is None
                 and n_pad <= 16 and whole > BWD_BLOCK_D
                 and batch * groups * -(-width // whole) >= BWD_PROGRAMS):
             # one-warp backward programs of 16 channels where there are many programs
-            bwd_block_d, bwd_num_warps_arg = BWD_BLOCK_D, 1
+            bwd_block_d, bwd_warps = BWD_BLOCK_D, 1
         if delta_tile is None:
             # delta on tiles of S steps wherever a tile has one element a lane (a warp
             # shuffle hands the rows on): bf16 batch 8 forward -10% to -18% (run 27,
@@ -235,7 +235,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (4 if n_pad <= 16 else 8)
         chunk = chunk or lanes_chunk
         if variant == "hybrid":
-            bwd_num_warps = bwd_num_warps_arg or _tile_warps(n_pad, bwd_block_d)
+            bwd_num_warps = bwd_warps or _tile_warps(n_pad, bwd_block_d)
         num_warps = num_warps or max(1, block_d * split // 32)
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
@@ -626,7 +626,7 @@ def _backward_adjoints(lay, length, opts, args, dout, c_offset):
     32 that tiles a group) whatever block the tiles backward takes."""
     u = args[0]
     batch, length_pad, dim_pad = u.shape
-    lay = lay._replace(block_d=math.gcd(32, lay.group_width), delta_tile=False)
+    lay = lay._replace(block_d=math.gcd(32, lay.group_width))
     P, n = lay.bwd_segments, lay.n_state
     cfg = _segment_config(_config(lay, length, opts, reverse_time=True), lay, length_pad, P)
     spec = _with_c(_segment_specs(lay, length_pad, P, backward=True, shift=1), c_offset)
