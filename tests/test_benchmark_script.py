@@ -42,3 +42,17 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     assert all(dispatch[f"{m}{k}"] > 0 for m in ("fwd", "bwd", "bwd_flat")
                for k in ("_ms", "_host_ms"))
     assert "| f32 | 16 | bwd |" in res.stdout
+
+
+def test_time_parallel_experiment_imports_without_triton_and_picks_tiles():
+    """benchmarks/time_parallel_triton.py (the raw-Triton experiment, GPU only) imports
+    with neither triton nor jax_triton, and keeps a tile inside one group of B, C."""
+    import importlib.util
+    path = os.path.join(ROOT, "benchmarks", "time_parallel_triton.py")
+    spec = importlib.util.spec_from_file_location("time_parallel_triton", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.time_parallel_blocks(1536, 1) == (4, 32, 4, 4)
+    assert mod.time_parallel_blocks(70, 1, block_d=8) == (4, 32, 8, 4)     # G 1: a D tail
+    assert mod.time_parallel_blocks(96, 2, block_d=64) == (4, 32, 32, 4)   # 32 divides 96
+    assert mod.time_parallel_blocks(6, 3, steps=2, num_warps=1) == (2, 32, 1, 1)
