@@ -152,6 +152,23 @@ def vjp_of(fn, args):
     return functools.partial(apply, _pullback(fn, args))
 
 
+def step_of(fn, args):
+    """A jitted training step of the op: (present inputs, dout) -> their gradients, the
+    forward that keeps what the backward reads and the backward in one call (as in
+    ``jit(grad)`` of a model; the ``bwd`` mode times the backward alone)."""
+    present = [i for i, a in enumerate(args) if a is not None]
+
+    def step(xs, dout):
+        def f(*ys):
+            full = list(args)
+            for i, y in zip(present, ys):
+                full[i] = y
+            return fn(*full)
+        return jax.vjp(f, *xs)[1](dout)
+    jitted = jax.jit(step)
+    return functools.partial(jitted, [args[i] for i in present])
+
+
 def vjp_flat_of(fn, args):
     """:func:`vjp_of` with the pullback's leaves flattened once: a call passes a flat list of
     arrays (the fast path of a jitted call), not the pullback pytree, which the host
@@ -230,7 +247,9 @@ def floor_ms(length, dtype, mode, bandwidth, exp_rate, batch=None):
         nbytes = 4 * seq + bc
     else:                        # bwd: read u, delta, dout, B, C; write du, ddelta, dB, dC
         nbytes = 5 * seq + 2 * bc
-    exps = batch * length * DIM * N_STATE * (1 if mode != "bwd" else 2)
+    if mode == "step":           # the forward's bytes and the backward's
+        nbytes = 3 * seq + bc + 5 * seq + 2 * bc
+    exps = batch * length * DIM * N_STATE * {"bwd": 2, "step": 3}.get(mode, 1)
     return 1e3 * max(nbytes / bandwidth, exps / exp_rate), nbytes
 
 
@@ -311,15 +330,21 @@ def time_impl(impl, mode, args, anchor, reps, inner, warmup=3):
     if impl.startswith("ours"):
         variant = variant_of(impl)
         fwd = ours_fwd(variant=variant)
+        ours = functools.partial(selective_scan_pallas, delta_softplus=True, variant=variant)
         if mode == "bwd":
-            pull = vjp_of(lambda *a: selective_scan_pallas(*a, delta_softplus=True,
-                                                           variant=variant), args)
+            pull = vjp_of(ours, args)
             return time_jax(pull, fwd(*args), reps=reps, inner=inner, warmup=warmup)
+        if mode == "step":
+            return time_jax(step_of(ours, args), fwd(*args), reps=reps, inner=inner,
+                            warmup=warmup)
         return time_jax(fwd, *args, reps=reps, inner=inner, warmup=warmup)
     if impl == "xla":
         if mode == "bwd":
             pull = vjp_of(xla_fn, args)
             return time_jax(pull, jax.jit(xla_fn)(*args), reps=reps, inner=inner)
+        if mode == "step":
+            return time_jax(step_of(xla_fn, args), jax.jit(xla_fn)(*args), reps=reps,
+                            inner=inner)
         return time_jax(jax.jit(xla_fn), *args, reps=reps, inner=inner)
     if impl == "anchor":
         if anchor is None:
@@ -332,6 +357,15 @@ def time_impl(impl, mode, args, anchor, reps, inner, warmup=3):
             dout = torch.randn_like(out)
             return time_torch(lambda: mod_py.backward(mod, targs, dout, x, out), reps, inner,
                               warmup)
+        if mode == "step":         # its forward (keeping its chunk states) and backward
+            _, _, out = mod_py.forward(mod, targs)
+            import torch
+            dout = torch.randn_like(out)
+
+            def step():
+                _, x, out = mod_py.forward(mod, targs)
+                return mod_py.backward(mod, targs, dout, x, out)
+            return time_torch(step, reps, inner, warmup)
         return time_torch(lambda: mod_py.forward(mod, targs), reps, inner, warmup)
     raise ValueError(impl)
 
@@ -488,7 +522,9 @@ def main():
     p.add_argument("--sweep-z", action="store_true", help="sweep: the forward with z too")
     p.add_argument("--dtypes", default="bf16,f32")
     p.add_argument("--token-modes", default="fwd,bwd")
-    p.add_argument("--modes", default="fwd,fwd+z,bwd", help="modes of the time section")
+    p.add_argument("--modes", default="fwd,fwd+z,bwd",
+                   help="modes of the time section; also step: forward and backward in one "
+                        "call, as a training step runs them")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dim", type=int, default=1536)
     p.add_argument("--variants", default="default",
@@ -501,10 +537,12 @@ def main():
     p.add_argument("--token-reps", type=int, default=20)
     p.add_argument("--token-max-log", type=int, default=20)
     p.add_argument("--token-min-log", type=int, default=12)
-    p.add_argument("--xla-max", default="bf16:bwd:2048,f32:bwd:2048",
+    p.add_argument("--xla-max",
+                   default="bf16:bwd:2048,f32:bwd:2048,bf16:step:2048,f32:step:2048",
                    help="largest L timed for xla per dtype:mode, e.g. f32:bwd:4096,bf16:bwd:16384"
-                   " (default: the xla backward only to L 2048: at 4096 it ran out of the call's"
-                   " time in bf16 and out of memory in f32, BENCHMARKS.md run 9)")
+                   " (default: the xla backward and step only to L 2048: at 4096 its backward"
+                   " ran out of the call's time in bf16 and out of memory in f32, BENCHMARKS.md"
+                   " run 9)")
     a = p.parse_args()
     globals().update(BATCH=a.batch, DIM=a.dim)
     VARIANTS[:] = a.variants.split(",")

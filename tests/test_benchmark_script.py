@@ -16,6 +16,7 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
            "--batch", "1", "--dim", "32", "--lengths", "16", "--sweep-length", "16",
            "--sweep", "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1",
            "--sweep-z", "--dtypes", "f32", "--reps", "1", "--inner", "1",
+           "--modes", "fwd,fwd+z,bwd,step",
            "--out", str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -29,7 +30,7 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     assert checks and all(r["rel_err_fwd_default"] < 1e-5 for r in checks)
     assert all(r["max_rel_err"] < 1e-4 for r in by_section["check_grad"])
     times = by_section["time"]
-    assert {r["mode"] for r in times} == {"fwd", "fwd+z", "bwd"}
+    assert {r["mode"] for r in times} == {"fwd", "fwd+z", "bwd", "step"}
     assert all(r["ours_ms"] > 0 and r["xla_ms"] > 0 for r in times)
     sweep, split = by_section["sweep"]
     assert sweep["variant"] == "hybrid" and sweep["fwd_ms"] > 0 and sweep["bwd_ms"] > 0
