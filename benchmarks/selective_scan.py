@@ -131,8 +131,8 @@ def expand_impls(impls):
     return out
 
 
-def _pullback(fn, args):
-    """jax.vjp's pullback of fn at args, over the inputs that are present (not None)."""
+def _over_present(fn, args):
+    """(f, xs): fn as a function of the inputs that are present (not None), and those."""
     present = [i for i, a in enumerate(args) if a is not None]
 
     def f(*xs):
@@ -140,7 +140,13 @@ def _pullback(fn, args):
         for i, x in zip(present, xs):
             full[i] = x
         return fn(*full)
-    return jax.vjp(f, *[args[i] for i in present])[1]
+    return f, [args[i] for i in present]
+
+
+def _pullback(fn, args):
+    """jax.vjp's pullback of fn at args, over the inputs that are present (not None)."""
+    f, xs = _over_present(fn, args)
+    return jax.vjp(f, *xs)[1]
 
 
 def vjp_of(fn, args):
@@ -156,17 +162,9 @@ def step_of(fn, args):
     """A jitted training step of the op: (present inputs, dout) -> their gradients, the
     forward that keeps what the backward reads and the backward in one call (as in
     ``jit(grad)`` of a model; the ``bwd`` mode times the backward alone)."""
-    present = [i for i, a in enumerate(args) if a is not None]
-
-    def step(xs, dout):
-        def f(*ys):
-            full = list(args)
-            for i, y in zip(present, ys):
-                full[i] = y
-            return fn(*full)
-        return jax.vjp(f, *xs)[1](dout)
-    jitted = jax.jit(step)
-    return functools.partial(jitted, [args[i] for i in present])
+    f, xs = _over_present(fn, args)
+    jitted = jax.jit(lambda xs, dout: jax.vjp(f, *xs)[1](dout))
+    return functools.partial(jitted, xs)
 
 
 def vjp_flat_of(fn, args):
