@@ -349,20 +349,17 @@ def time_impl(impl, mode, args, anchor, reps, inner, warmup=3):
             raise RuntimeError("anchor not built")
         mod_py, mod = anchor
         targs = anchor_args(args)
-        if mode == "bwd":
+        if mode in ("bwd", "step"):
+            import torch
             _, x, out = mod_py.forward(mod, targs)
-            import torch
             dout = torch.randn_like(out)
-            return time_torch(lambda: mod_py.backward(mod, targs, dout, x, out), reps, inner,
-                              warmup)
-        if mode == "step":         # its forward (keeping its chunk states) and backward
-            _, _, out = mod_py.forward(mod, targs)
-            import torch
-            dout = torch.randn_like(out)
+            if mode == "bwd":
+                return time_torch(lambda: mod_py.backward(mod, targs, dout, x, out), reps,
+                                  inner, warmup)
 
-            def step():
-                _, x, out = mod_py.forward(mod, targs)
-                return mod_py.backward(mod, targs, dout, x, out)
+            def step():            # its forward (keeping its chunk states) and backward
+                _, x_, out_ = mod_py.forward(mod, targs)
+                return mod_py.backward(mod, targs, dout, x_, out_)
             return time_torch(step, reps, inner, warmup)
         return time_torch(lambda: mod_py.forward(mod, targs), reps, inner, warmup)
     raise ValueError(impl)
