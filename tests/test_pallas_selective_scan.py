@@ -192,28 +192,11 @@ def test_segmented_backward_interpret(batch, length, dim, n, groups, dtype, soft
                      layout)
 
 
-def test_bc_prepared_as_one_array_where_cast_or_transposed():
-    """B and C that both need a cast (the lanes forward reads float32) or a transpose (the
-    tiles backward reads (N, L) float32) are prepared as one array, C at a batch offset;
-    else each alone, and nothing is copied that needs no work."""
-    from pallas_kernels.selective_scan.fused import _kernel_bc, _kernel_bc_pair
-    lay = choose_layout(64, 32, 4, 1, "gpu", True, batch=2, segments=1)
-    B, C = (jax.random.normal(jax.random.PRNGKey(i), (2, 1, 64, 4)) for i in (1, 2))
-    for backward, dtype, merged in [(False, jnp.bfloat16, True), (False, jnp.float32, False),
-                                    (True, jnp.bfloat16, True), (True, jnp.float32, True)]:
-        b, c, off = _kernel_bc_pair(B.astype(dtype), C.astype(dtype), lay, backward)
-        assert (b is c, off) == ((True, 2) if merged else (False, 0)), (backward, dtype)
-        np.testing.assert_array_equal(c[off:off + 2], _kernel_bc(C.astype(dtype), lay, backward))
-        np.testing.assert_array_equal(b[:2], _kernel_bc(B.astype(dtype), lay, backward))
-    b, c, off = _kernel_bc_pair(B.astype(jnp.bfloat16), C, lay, True)     # mixed dtypes
-    assert b is not c and off == 0 and b.dtype == c.dtype == jnp.float32
-
-
 @pytest.mark.parametrize("b_dtype,c_dtype", [(jnp.bfloat16, jnp.float32),
                                              (jnp.float32, jnp.bfloat16)])
 def test_mixed_bc_dtypes_interpret(b_dtype, c_dtype):
-    """B and C of different dtypes (prepared apart, C at offset 0) through the split forward
-    and the segmented backward: values and every gradient, in each input's dtype."""
+    """B and C of different dtypes through the split forward and the segmented backward:
+    values and every gradient, in each input's dtype."""
     u, delta, A, B, C, D, z, bias = random_inputs(jax.random.PRNGKey(3), 2, 24, 32, 4)
     args = (u, delta, A, B.astype(b_dtype), C.astype(c_dtype), D, z, bias)
     check_against_reference(args, dict(delta_softplus=True, return_last_state=True),

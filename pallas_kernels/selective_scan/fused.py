@@ -357,37 +357,7 @@ def _kernel_bc(x, lay, backward=False):
     return jnp.swapaxes(x, 2, 3) if order == "NL" else _split_n(x, lay, 3)
 
 
-def _kernel_bc_pair(B, C, lay, backward=False):
-    """(B, C, c_offset): B and C as the kernel reads them (:func:`_kernel_bc`). Where both
-    need a cast or a transpose, they are concatenated over batch and prepared as one array
-    (one XLA fusion, one launch instead of two: ~5 us each at batch 1, benchmarks/NOTES.md
-    v14), passed as both B and C, and C's rows start at c_offset = batch (the "c" block
-    spec, :func:`_with_c`); else each is prepared alone (c_offset 0)."""
-    order, as_f32 = _bc_layout(lay.variant, backward)
-    work = order == "NL" or (as_f32 and B.dtype != jnp.float32)
-    if work and B.dtype == C.dtype:
-        both = _kernel_bc(jnp.concatenate([B, C]), lay, backward)
-        return both, both, B.shape[0]
-    return _kernel_bc(B, lay, backward), _kernel_bc(C, lay, backward), 0
-
-
 # ---------------------------------------------------------------- pallas_call builders
-
-def _with_c(spec, c_offset):
-    """``spec`` (a factory of :func:`_specs` / :func:`_segment_specs`) with the kind "c": C's
-    block, the "bc" block with its batch index shifted by ``c_offset`` (see
-    :func:`_kernel_bc_pair`)."""
-    def with_c(kind, reverse=False):
-        if kind != "c":
-            return spec(kind, reverse)
-        bc = spec("bc", reverse)
-
-        def index(*grid):
-            b, *rest = bc.index_map(*grid)
-            return (b + c_offset, *rest)
-        return pl.BlockSpec(bc.block_shape, index)
-    return with_c
-
 
 def _specs(lay, length_pad, backward=False):
     """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid."""
@@ -534,8 +504,8 @@ def _forward_segmented(lay, length, opts, save_states, args):
     batch, length_pad, dim_pad = u.shape
     P, n, bd = lay.segments, lay.n_state, lay.block_d
     cfg = _segment_config(_config(lay, length, opts), lay, length_pad, P)
-    args, c_offset = _forward_args(args, lay)
-    spec = _with_c(_segment_specs(lay, length_pad, P), c_offset)
+    args = _forward_args(args, lay)
+    spec = _segment_specs(lay, length_pad, P)
     in_specs = _input_specs(spec, opts)
     sd = _state_dims(lay)
     call = functools.partial(pl.pallas_call, compiler_params=_compiler_params(lay),
@@ -567,17 +537,19 @@ def _forward_segmented(lay, length, opts, save_states, args):
 
 
 def _forward_args(args, lay):
-    """(args, c_offset): the padded inputs as the forward kernel reads them, B, C in its
-    layout and dtype (see :func:`_kernel_bc_pair`), A's N axis as :func:`_state_dims`."""
+    """The padded inputs as the forward kernel reads them: B, C each in its layout and dtype
+    (:func:`_kernel_bc`), A's N axis as :func:`_state_dims`. B and C are prepared apart: as
+    one concatenated array read at two batch offsets (a launch fewer, 96e4ad9) the bf16
+    forward with z ran 0.72 -> 0.85 ms at batch 8 L 4096 (run 45, benchmarks/NOTES.md v20)."""
     args = list(args)
     args[2] = _split_n(args[2], lay, 0)
-    args[3], args[4], c_offset = _kernel_bc_pair(args[3], args[4], lay)
-    return args, c_offset
+    args[3], args[4] = _kernel_bc(args[3], lay), _kernel_bc(args[4], lay)
+    return args
 
 
 def _input_specs(spec, opts, reverse=False):
     has_D, has_z, has_bias, _ = opts
-    kinds = ["seq", "seq", "A", "bc", "c"] + ["vec"] * has_D + ["seq"] * has_z
+    kinds = ["seq", "seq", "A", "bc", "bc"] + ["vec"] * has_D + ["seq"] * has_z
     kinds += ["vec"] * has_bias
     return [spec(k, reverse) for k in kinds]
 
@@ -589,8 +561,8 @@ def _forward_call(lay, length, opts, save_states, args):
     u = args[0]
     batch, length_pad, dim_pad = u.shape
     cfg = _config(lay, length, opts)
-    args, c_offset = _forward_args(args, lay)
-    spec = _with_c(_specs(lay, length_pad), c_offset)
+    args = _forward_args(args, lay)
+    spec = _specs(lay, length_pad)
     n, sd = lay.n_state, _state_dims(lay)
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [spec("seq")]
@@ -615,12 +587,11 @@ def _forward_call(lay, length, opts, save_states, args):
     return res[0], None, _merge_n(res[1], lay, 1)
 
 
-def _backward_adjoints(lay, length, opts, args, dout, c_offset):
+def _backward_adjoints(lay, length, opts, args, dout):
     """Pass 1 of a segmented backward (P = lay.bwd_segments): for segments 1 .. P-1, the
     adjoint each passes to the one before it from a zero start, gparts (batch, P-1, N, D),
     and its sum of delta, gsums (batch, P-1, 1, D) (:func:`.lanes.bwd_adjoint_lanes`).
-    ``args``: as the backward kernel reads them (B, C in the tiles backward's layout, C's
-    batch offset ``c_offset``, see :func:`_kernel_bc_pair`).
+    ``args``: as the backward kernel reads them (B, C in the tiles backward's layout).
 
     One lane a channel: its programs take 32 channels (the widest power-of-two block up to
     32 that tiles a group) whatever block the tiles backward takes."""
@@ -629,7 +600,7 @@ def _backward_adjoints(lay, length, opts, args, dout, c_offset):
     lay = lay._replace(block_d=math.gcd(32, lay.group_width))
     P, n = lay.bwd_segments, lay.n_state
     cfg = _segment_config(_config(lay, length, opts, reverse_time=True), lay, length_pad, P)
-    spec = _with_c(_segment_specs(lay, length_pad, P, backward=True, shift=1), c_offset)
+    spec = _segment_specs(lay, length_pad, P, backward=True, shift=1)
     return pl.pallas_call(
         functools.partial(bwd_adjoint_lanes, cfg=cfg), grid=(batch, dim_pad // lay.block_d, P - 1),
         in_specs=_input_specs(spec, opts) + [spec("seq")],
@@ -654,15 +625,16 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     cfg = _config(lay, length, opts, reverse_time=True)
     P = lay.bwd_segments
     args = list(args)
-    args[3], args[4], c_offset = _kernel_bc_pair(B, C, lay, backward=True)
+    # B and C prepared apart, as in the forward (see _forward_args)
+    args[3], args[4] = _kernel_bc(B, lay, backward=True), _kernel_bc(C, lay, backward=True)
     extra = []
     if P > 1:
-        extra = _backward_adjoints(lay, length, opts, args, dout, c_offset)
+        extra = _backward_adjoints(lay, length, opts, args, dout)
         cfg = _segment_config(cfg, lay, length_pad, P)
-        spec = _with_c(_segment_specs(lay, length_pad, P, backward=True), c_offset)
+        spec = _segment_specs(lay, length_pad, P, backward=True)
         grid = (batch, n_blocks, P)
     else:
-        spec = _with_c(_specs(lay, length_pad, backward=True), c_offset)
+        spec = _specs(lay, length_pad, backward=True)
         grid = _grid(lay, batch, dim_pad, length_pad)
     transposed = _bc_layout(lay.variant, backward=True)[0] == "NL"
     n = lay.n_state
