@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import hashlib
 import json
 import os
 import statistics
@@ -34,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from pallas_kernels.selective_scan import selective_scan_pallas, selective_scan_ref  # noqa: E402
 from pallas_kernels.selective_scan.testing import random_inputs, rel_err  # noqa: E402
@@ -554,7 +556,7 @@ def main():
     header = dict(section="header", device=dev.device_kind, platform=dev.platform,
                   variants=VARIANTS,
                   jax=jax.__version__, date=datetime.datetime.utcnow().isoformat(timespec="seconds"),
-                  commit=commit)
+                  commit=commit, kernels_sha=kernels_sha())
     anchor = None
     if not a.no_anchor and ("anchor" in a.impls or "check" in sections):
         try:
@@ -590,10 +592,36 @@ def main():
 
 
 def _git_commit():
+    """HEAD's short hash, "+dirty" where tracked files differ from it: a device's copy of the
+    working tree can carry an older .git than the code it runs (run 46 reported its
+    session's first commit); :func:`kernels_sha` names the code itself."""
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+        head = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
+                                       cwd=ROOT, stderr=subprocess.DEVNULL).strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT,
+                               stderr=subprocess.DEVNULL).returncode != 0
+        return head + ("+dirty" if dirty else "")
     except Exception:  # noqa: BLE001
         return "unknown"
+
+
+def kernels_sha(root=None):
+    """sha1 (12 hex digits) of the library code a row measured: every .py file under
+    pallas_kernels/ and ssm_jax/ops/, by relative path and content. The same files give the
+    same hash on any machine, with or without git, so a row's hash is matched to a commit by
+    computing it in a checkout of that commit (``kernels_sha(path)``)."""
+    root = root or ROOT
+    digest = hashlib.sha1()
+    for top in ("pallas_kernels", os.path.join("ssm_jax", "ops")):
+        for dirpath, dirnames, filenames in sorted(os.walk(os.path.join(root, top))):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    digest.update(os.path.relpath(path, root).replace(os.sep, "/").encode())
+                    with open(path, "rb") as f:
+                        digest.update(f.read())
+    return digest.hexdigest()[:12]
 
 
 if __name__ == "__main__":

@@ -25,7 +25,11 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     by_section = {}
     for r in rows:
         by_section.setdefault(r["section"], []).append(r)
-    assert by_section["header"][0]["variants"] == ["default"]
+    header = by_section["header"][0]
+    assert header["variants"] == ["default"]
+    sys.path.insert(0, ROOT)
+    from benchmarks.selective_scan import kernels_sha
+    assert header["kernels_sha"] == kernels_sha() and len(header["kernels_sha"]) == 12
     checks = by_section["check"]
     assert checks and all(r["rel_err_fwd_default"] < 1e-5 for r in checks)
     assert all(r["max_rel_err"] < 1e-4 for r in by_section["check_grad"])
@@ -43,6 +47,20 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     assert all(dispatch[f"{m}{k}"] > 0 for m in ("fwd", "bwd", "bwd_flat")
                for k in ("_ms", "_host_ms"))
     assert "| f32 | 16 | bwd |" in res.stdout
+
+
+def test_kernels_sha_names_the_library_code(tmp_path):
+    """The header's code hash changes with any kernel file's content and only with it."""
+    sys.path.insert(0, ROOT)
+    from benchmarks.selective_scan import kernels_sha
+    for rel in ("pallas_kernels/selective_scan/a.py", "ssm_jax/ops/b.py", "ssm_jax/c.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x = 1\n")
+    base = kernels_sha(str(tmp_path))
+    (tmp_path / "ssm_jax/c.py").write_text("x = 2\n")          # outside the hashed code
+    assert kernels_sha(str(tmp_path)) == base
+    (tmp_path / "pallas_kernels/selective_scan/a.py").write_text("x = 2\n")
+    assert kernels_sha(str(tmp_path)) != base
 
 
 def test_time_parallel_experiment_imports_without_triton_and_picks_tiles():
