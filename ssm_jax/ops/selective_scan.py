@@ -10,7 +10,8 @@
 Backends:
   ``"xla"``     ``jax.lax.associative_scan`` over time with a float32 state; materializes
                 the (batch, L, D, N) decays, so memory is O(batch*L*D*N).
-  ``"pallas"``  the fused Pallas kernel (forward and backward), O(batch*L*D) memory.
+  ``"pallas"``  the fused Pallas kernel (forward and backward); memory linear in L: the
+                state before every chunk of T = 4-8 steps, O(batch*L*D*N/T).
   ``"auto"``    ``"pallas"`` on GPU, ``"xla"`` elsewhere.
 """
 from __future__ import annotations
