@@ -40,7 +40,8 @@ def _variant_args(variant):
     its forward cut into 4 time segments; loading B, C at their step (prefetch_bc=False); its
     backward cut into 3; a channel's states on 4 lanes; u, delta loaded 2 iterations ahead;
     delta on tiles of 4 steps (its shuffle lowered as inline PTX); the backward in one-warp
-    programs of 16 channels (delta on a tile a chunk)."""
+    programs of 16 channels (delta on a tile a chunk); the state saved every 4th chunk only
+    (the backward recomputing the starts between, behind a barrier)."""
     name, *opts = variant.split("-")
     return dict(variant=name, segments=4 if "segments" in opts else None,
                 prefetch_bc=False if "bcatstep" in opts else None,
@@ -48,7 +49,8 @@ def _variant_args(variant):
                 split=4 if "split4" in opts else None, row_ahead=2 if "rows2" in opts else None,
                 delta_tile=True if "deltatile" in opts else None,
                 bwd_block_d=16 if "bwdwarp1" in opts else None,
-                bwd_num_warps=1 if "bwdwarp1" in opts else None)
+                bwd_num_warps=1 if "bwdwarp1" in opts else None,
+                state_every=4 if "stateevery4" in opts else None)
 
 
 CASES = [
@@ -68,7 +70,10 @@ CASES = [
                                                     ("cuda", "gpu",
                                                      "hybrid-segments-split4-deltatile"),
                                                     ("cuda", "gpu", "hybrid-segments-split4-rows2"),
-                                                    ("cuda", "gpu", "hybrid-bwdsegments-bwdwarp1")])
+                                                    ("cuda", "gpu", "hybrid-bwdsegments-bwdwarp1"),
+                                                    ("cuda", "gpu",
+                                                     "hybrid-bwdsegments-bwdwarp1-stateevery4"),
+                                                    ("cuda", "gpu", "tiles-stateevery4")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
 def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
                                       dtype, with_optional):

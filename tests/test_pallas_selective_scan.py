@@ -3,6 +3,8 @@
 On the CPU the kernels run in the Pallas interpreter (small shapes, short chunks to keep the
 compile short); the tests marked ``gpu`` run them compiled on a GPU with the default layout.
 """
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -329,16 +331,22 @@ def test_default_layout_forward_interpret():
     assert rel_err(last, last_ref) < 1e-5
 
 
-def _array_sizes(jaxpr):
-    """Sizes of every value a jaxpr (and the jaxprs inside its equations) produces."""
+def _array_shapes(jaxpr):
+    """Shapes of every value a jaxpr (and the jaxprs inside its equations) produces."""
     for eqn in jaxpr.eqns:
         for v in eqn.outvars:
-            yield int(np.prod(v.aval.shape))
+            yield tuple(v.aval.shape)
         for param in eqn.params.values():
             for sub in param if isinstance(param, (tuple, list)) else (param,):
                 sub = getattr(sub, "jaxpr", sub)
                 if hasattr(sub, "eqns"):
-                    yield from _array_sizes(sub)
+                    yield from _array_shapes(sub)
+
+
+def _array_sizes(jaxpr):
+    """Sizes of every value a jaxpr (and the jaxprs inside its equations) produces."""
+    for shape in _array_shapes(jaxpr):
+        yield math.prod(shape)
 
 
 def test_no_per_state_tensor_in_memory():
@@ -353,6 +361,63 @@ def test_no_per_state_tensor_in_memory():
     chunk = choose_layout(length, dim, n, 1, "gpu", True).chunk
     assert largest <= max(batch * length * dim, batch * length * dim * n // chunk), largest
     assert largest <= batch * length * dim * n // 4
+
+
+@pytest.mark.parametrize("batch,length,dim,n,dtype,opts,layout", [
+    pytest.param(1, 37, 16, 4, jnp.float32, (True, True, True),
+                 dict(variant="hybrid", state_every=2, segments=1, bwd_segments=1),
+                 id="hybrid-m2"),
+    pytest.param(2, 53, 32, 16, jnp.float32, (True, True, True),
+                 dict(variant="hybrid", state_every=4, bwd_segments=2, bwd_block_d=16,
+                      bwd_num_warps=1, split=4, delta_tile=True, unroll=4), id="hybrid-m4-split4-bwdseg2-w1"),
+    pytest.param(1, 29, 12, 5, jnp.bfloat16, (True, False, True),
+                 dict(variant="hybrid", state_every=3, segments=2, bwd_segments=2),
+                 id="bf16-hybrid-m3-seg2"),
+    pytest.param(1, 37, 16, 4, jnp.float32, (True, False, False),
+                 dict(variant="tiles", state_every=3, chunk=4), id="tiles-m3"),
+])
+def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opts, layout):
+    """state_every = m: the forward keeps the state before every m-th chunk only and the
+    tiles backward recomputes the starts between (a block sweep into its buffer): values,
+    last state and every gradient as the reference, L not a multiple of m T."""
+    _check_interpret(batch, length, dim, n, None, dtype, opts, True, True, layout)
+
+
+@pytest.mark.parametrize("variant,n", [("hybrid", 16), ("tiles", 64)])
+def test_states_every_n_over_t_chunks_keep_one_float_a_step_and_channel(variant, n):
+    """With m = N / T the forward keeps (batch, L / N, N, D) states, one float a (t, d)
+    whatever N, where the default keeps (batch, L / T, N, D); the backward's chunk-start
+    buffer (batch, D / bd, m, N, bd) does not grow with L. At N 16 nothing in the gradient
+    is larger than batch x L x D. (The tiles backward's dB, dC partials, (batch, D / bd, N,
+    L), are the other term that grows with N: 4 L D at N 64, bd 16.)"""
+    batch, length, dim = 1, 512, 64               # D >= N: B, C (batch, L, N) stay smaller
+    args = random_inputs(jax.random.PRNGKey(1), batch, length, dim, n)
+    chunk = choose_layout(length, dim, n, 1, "gpu", True, variant=variant).chunk
+
+    def shapes(**layout):
+        fn = lambda *a: jnp.sum(selective_scan_pallas(*a, delta_softplus=True, interpret=True,
+                                                      variant=variant, **layout))
+        return set(_array_shapes(jax.make_jaxpr(jax.grad(fn, argnums=(0, 1, 2, 3, 4)))(
+            *args).jaxpr))
+    sparse, dense = shapes(state_every=n // chunk), shapes()
+    every_k, every_t = (batch, length // n, n, dim), (batch, length // chunk, n, dim)
+    assert every_k in sparse and every_t not in sparse
+    assert every_t in dense
+    if n == 16:
+        assert max(math.prod(s) for s in sparse) <= batch * length * dim
+
+
+@pytest.mark.parametrize("platform,extra", [("gpu", dict(variant="lanes", state_every=2)),
+                                            ("tpu", dict(state_every=2)),
+                                            ("gpu", dict(state_every=0))])
+def test_state_every_refused_where_no_backward_recomputes(platform, extra):
+    with pytest.raises(ValueError, match="state_every"):
+        choose_layout(64, 32, 16, 1, platform, True, **extra)
+
+
+def test_state_every_rounds_the_time_block():
+    lay = choose_layout(100, 32, 16, 1, "gpu", True, state_every=4, segments=1, bwd_segments=1)
+    assert lay.state_every == 4 and lay.time_block % (lay.chunk * 4) == 0
 
 
 def test_bad_inputs_name_the_argument():
@@ -414,13 +479,17 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(dict(split=2, segments=1, delta_tile=True), id="split2-deltatile"),
     pytest.param(dict(row_ahead=2), id="rows2"),
     pytest.param(dict(bwd_block_d=16, bwd_num_warps=1), id="bwd-w1-deltatile"),
-    pytest.param(dict(bwd_block_d=16, bwd_num_warps=1, bwd_segments=3), id="bwd-w1-seg3")])
+    pytest.param(dict(bwd_block_d=16, bwd_num_warps=1, bwd_segments=3), id="bwd-w1-seg3"),
+    pytest.param(dict(split=4, segments=1, unroll=8, delta_tile=True, bwd_block_d=16,
+                      bwd_num_warps=1, bwd_segments=3, state_every=4), id="states-every4-w1"),
+    pytest.param(dict(bwd_segments=2, state_every=2), id="states-every2")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES[:2])
 def test_segmented_layouts_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
                                          layout):
     """The segmented forward and backward (hybrid) compiled, B, C loaded at their step, a
     channel's states on 2 or 4 lanes (delta on tiles of 2 or 4 steps, handed to the lanes by
-    a warp shuffle), u, delta loaded 2 iterations ahead: values, last state and gradients."""
+    a warp shuffle), u, delta loaded 2 iterations ahead, the states saved every 2 or 4
+    chunks (the backward's buffer behind barriers): values, last state and gradients."""
     args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
                          *(everything,) * 3, for_softplus=everything)
     kwargs = dict(delta_softplus=everything, return_last_state=everything)

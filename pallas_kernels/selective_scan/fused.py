@@ -74,7 +74,9 @@ class Layout(NamedTuple):
     states a lane, block_d = bwd_block_d / split channels a warp, see
     :class:`.lanes.Lanes`); bwd_block_d: channels a program of hybrid's backward (0: block_d);
     delta_tile: with split S, the lanes forward computes delta on (S, bd) tiles of S steps
-    (see :func:`.lanes.fwd_kernel_lanes`).
+    (see :func:`.lanes.fwd_kernel_lanes`); state_every: m, the forward saves the state
+    before every m-th chunk only and the tiles backward recomputes the chunk starts between
+    (tiles, hybrid; see :func:`.kernel.bwd_kernel_tiles`).
     """
     platform: str
     interpret: bool
@@ -95,6 +97,7 @@ class Layout(NamedTuple):
     split: int = 1
     bwd_block_d: int = 0
     delta_tile: bool = False
+    state_every: int = 1
 
 
 # The lanes forward's time segments (choose_layout): enough single-warp programs for ~12 an
@@ -147,7 +150,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
                   unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None,
                   row_ahead=None, split=None, delta_tile=None, bwd_block_d=None,
-                  bwd_num_warps=None):
+                  bwd_num_warps=None, state_every=None):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
@@ -170,6 +173,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     (``delta_tile``) where S x bd = 32. Its tiles backward takes one warp of BWD_BLOCK_D = 16
     channels a program (``bwd_block_d``, ``bwd_num_warps``) where there are at least
     BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
+    ``state_every`` = m (default 1): the forward saves the state before every m-th chunk
+    (every K = m T steps), m x fewer saved floats, and the tiles backward recomputes the
+    starts of a block's m chunks before walking them (variants tiles and hybrid).
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -180,6 +186,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         time_block = time_block or min(_round_up(length, chunk), 16 * chunk)
         if time_block % chunk:
             raise ValueError(f"time_block={time_block} must be a multiple of chunk={chunk}")
+    state_every = 1 if state_every is None else state_every
     if variant is None:
         # GPU: hybrid where it was measured fastest (N = 16: BENCHMARKS.md, run 7), else tiles.
         variant = ("hybrid" if n_pad <= 16 else "tiles") if platform == "gpu" else "v2"
@@ -187,6 +194,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if variant in GPU_ONLY_VARIANTS and platform != "gpu":
         raise ValueError(f"variant={variant!r} has only the GPU (Triton) layout")
+    if not isinstance(state_every, int) or state_every < 1:
+        raise ValueError(f"state_every must be a positive int, got {state_every!r}")
+    if state_every > 1 and variant not in ("tiles", "hybrid"):
+        raise ValueError(f"state_every={state_every} needs variant 'tiles' or 'hybrid' (the "
+                         f"tiles backward recomputes the chunk starts), got {variant!r}")
     if (bwd_block_d or bwd_num_warps) and variant != "hybrid":
         raise ValueError(f"bwd_block_d / bwd_num_warps need variant 'hybrid' (the tiles backward "
                          f"after the lanes forward), got {variant!r}")
@@ -270,17 +282,22 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"bwd_segments={bwd_segments} needs variant 'hybrid' (the tiles "
                          f"backward, the lanes layout for its first pass), got {variant!r}")
     if platform == "gpu":
-        time_block = _round_up(length, math.lcm(segments, bwd_segments) * max(chunk, unroll))
+        time_block = _round_up(length, math.lcm(segments, bwd_segments)
+                               * max(chunk * state_every, unroll))
     num_warps = num_warps or _tile_warps(n_pad, block_d)
     if max(chunk, unroll) % min(chunk, unroll):
         raise ValueError(f"unroll={unroll} and chunk={chunk} must divide one another")
+    stride = chunk * state_every
+    if max(stride, unroll) % min(stride, unroll):
+        raise ValueError(f"unroll={unroll} and chunk x state_every={stride} must divide one "
+                         f"another")
     if variant in ("tiles", "hybrid") and chunk & (chunk - 1):
         raise ValueError(f"variant={variant!r} needs a power-of-two chunk, got {chunk}")
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
                   _round_up(width, max(bwd_block_d, block_d)), num_warps, variant, unroll,
                   bwd_num_warps or num_warps, segments,
                   True if prefetch_bc is None else bool(prefetch_bc), bwd_segments,
-                  row_ahead or 1, split, bwd_block_d, bool(delta_tile))
+                  row_ahead or 1, split, bwd_block_d, bool(delta_tile), state_every)
 
 
 def _bwd_layout(lay):
@@ -362,7 +379,7 @@ def _kernel_bc(x, lay, backward=False):
 def _specs(lay, length_pad, backward=False):
     """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid."""
     blocks_per_group = lay.group_width // lay.block_d
-    T, n = lay.chunk, lay.n_state
+    T, n, m = lay.chunk, lay.n_state, lay.state_every
     if lay.platform == "tpu":
         tb = lay.time_block
         n_time_blocks = length_pad // tb
@@ -398,8 +415,10 @@ def _specs(lay, length_pad, backward=False):
                 "bc": pl.BlockSpec(bc_block, lambda b, j: (b, jax.lax.div(j, blocks_per_group),
                                                            *bc_zeros)),
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
-                "states": pl.BlockSpec((None, length_pad // T, *sd, lay.block_d),
+                "states": pl.BlockSpec((None, length_pad // (T * m), *sd, lay.block_d),
                                        lambda b, j: (b, 0, *z, j)),
+                "starts": pl.BlockSpec((None, None, m, n, lay.block_d),
+                                       lambda b, j: (b, j, 0, 0, 0)),
                 "state": pl.BlockSpec((None, *sd, lay.block_d), lambda b, j: (b, *z, j)),
                 "partial_state": pl.BlockSpec((None, *sd, lay.block_d), lambda b, j: (b, *z, j)),
                 "partial_bc": pl.BlockSpec(bc_block, lambda b, j: (b, j, 0, 0)),
@@ -414,7 +433,7 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0):
     segment p + shift), per-segment partials (batch, P, ...), and "all_parts" / "all_sums":
     the (P - 1) per-segment states / delta sums of a first pass, all of them to every program.
     """
-    n, bd, T = lay.n_state, lay.block_d, lay.chunk
+    n, bd, T, m = lay.n_state, lay.block_d, lay.chunk, lay.state_every
     seg = length_pad // P
     blocks_per_group = lay.group_width // bd
     transposed = _bc_layout(lay.variant, backward)[0] == "NL"
@@ -435,7 +454,8 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0):
         "A": pl.BlockSpec((*sd, bd), lambda b, j, p: (*z, j)),
         "bc": bc,
         "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
-        "states": pl.BlockSpec((None, seg // T, *sd, bd), lambda b, j, p: (b, p, *z, j)),
+        "states": pl.BlockSpec((None, seg // (T * m), *sd, bd), lambda b, j, p: (b, p, *z, j)),
+        "starts": pl.BlockSpec((None, None, None, m, n, bd), lambda b, j, p: (b, j, p, 0, 0, 0)),
         "state": pl.BlockSpec((None, *sd, bd), lambda b, j, p: (b, *z, j)),
         "partial_bc": partial_bc,
         "partial_state": pl.BlockSpec((None, None, *sd, bd), lambda b, j, p: (b, p, *z, j)),
@@ -477,7 +497,8 @@ def _config(lay, length, opts, reverse_time=False):
                       reverse_time=reverse_time, unroll=lay.unroll or lay.chunk,
                       fast_math=lay.platform == "gpu" and not lay.interpret,
                       prefetch_bc=lay.prefetch_bc, row_ahead=lay.row_ahead, split=lay.split,
-                      masked=length % lay.time_block != 0, delta_tile=lay.delta_tile)
+                      masked=length % lay.time_block != 0, delta_tile=lay.delta_tile,
+                      state_every=lay.state_every)
 
 
 def _segment_config(cfg, lay, length_pad, P):
@@ -522,8 +543,8 @@ def _forward_segmented(lay, length, opts, save_states, args):
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [spec("seq")]
     if save_states:
-        T = lay.chunk
-        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // T, *sd, dim_pad),
+        K = lay.chunk * lay.state_every
+        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // K, *sd, dim_pad),
                                               jnp.float32))
         out_specs.append(spec("states"))
     # the last state is the last segment's end: each program writes its own (batch, P, N, D)
@@ -567,7 +588,8 @@ def _forward_call(lay, length, opts, save_states, args):
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [spec("seq")]
     if save_states:
-        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // lay.chunk, *sd, dim_pad),
+        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // (lay.chunk * lay.state_every),
+                                               *sd, dim_pad),
                                               jnp.float32))
         out_specs.append(spec("states"))
     out_shape.append(jax.ShapeDtypeStruct((batch, *sd, dim_pad), jnp.float32))
@@ -657,6 +679,10 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     out_shape += [partial_bc, partial_bc, partial_state, partial_vec, partial_vec]
     out_specs += [spec("partial_bc", rev), spec("partial_bc", rev), spec("partial_state"),
                   spec("partial_vec"), spec("partial_vec")]
+    if lay.state_every > 1:          # the chunk-start buffer (bwd_kernel_tiles), dropped
+        out_shape.append(jax.ShapeDtypeStruct(
+            (batch, n_blocks) + per_segment + (lay.state_every, n, lay.block_d), jnp.float32))
+        out_specs.append(spec("starts"))
     kernel = KERNELS[lay.variant][1]
     res = list(pl.pallas_call(
         functools.partial(kernel, cfg=cfg),
@@ -669,7 +695,7 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     )(*args, dout, states, dlast, *extra))
     du, ddelta = res.pop(0), res.pop(0)
     dz = res.pop(0) if has_z else None
-    dB_part, dC_part, dA_part, dD_part, dbias_part = res
+    dB_part, dC_part, dA_part, dD_part, dbias_part = res[:5]
     dB, dC = _sum_group_blocks(dB_part, lay), _sum_group_blocks(dC_part, lay)
     if transposed:                           # back to the (batch, G, L, N) layout of B, C
         dB, dC = jnp.swapaxes(dB, 2, 3), jnp.swapaxes(dC, 2, 3)
@@ -777,7 +803,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           platform=None, block_d=None, chunk=None, num_warps=None,
                           time_block=None, variant=None, unroll=None, segments=None,
                           prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None,
-                          delta_tile=None, bwd_block_d=None, bwd_num_warps=None):
+                          delta_tile=None, bwd_block_d=None, bwd_num_warps=None,
+                          state_every=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -803,7 +830,10 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         lane, split x the programs); delta_tile: with split S, compute delta (bias,
         softplus) once a channel-step on (S, bd) tiles of S steps instead of on each of
         the channel's S lanes; bwd_block_d, bwd_num_warps: channels and warps a program
-        of hybrid's tiles backward; see benchmarks/NOTES.md).
+        of hybrid's tiles backward; state_every: m, the forward saves the state before every
+        m-th chunk only (m x less memory for the backward's residuals) and the tiles backward
+        recomputes the chunk starts between (variants tiles and hybrid); see
+        benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -820,7 +850,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                         time_block, variant, unroll, segments, batch=batch,
                         prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
                         row_ahead=row_ahead, split=split, delta_tile=delta_tile,
-                        bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps)
+                        bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps,
+                        state_every=state_every)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -61,7 +61,9 @@ class ScanConfig:
     delta (bias, softplus) on (split, bd) tiles of split steps, one step a lane, and hands
     each step's row to the channel's lanes (see :func:`.lanes.fwd_kernel_lanes`); in the
     tiles backward, delta (bias, softplus, sigmoid) on a (T, bd) tile a chunk (see
-    :func:`bwd_kernel_tiles`).
+    :func:`bwd_kernel_tiles`); state_every: m, the forward saves the state before every
+    m-th chunk (every K = m T steps) and the tiles backward recomputes a block's m chunk
+    starts before walking it (see :func:`bwd_kernel_tiles`; 1: every chunk).
     """
     length: int
     chunk: int
@@ -80,6 +82,12 @@ class ScanConfig:
     split: int = 1
     masked: bool = True
     delta_tile: bool = False
+    state_every: int = 1
+
+    @property
+    def state_stride(self):
+        """K = m T: steps between the states the forward saves."""
+        return self.chunk * self.state_every
 
 
 def _ptx(asm, *args):
@@ -256,6 +264,18 @@ def gate_grads(dout, y_of, u, z_raw, Dskip, cfg):
     return dy, dout * y * sz * (1.0 + zt * (1.0 - sz))
 
 
+def save_chunk_state(states_ref, c, h, cfg):
+    """The state before chunk c into states_ref, at every cfg.state_every-th chunk."""
+    m = cfg.state_every
+    if m == 1:
+        states_ref[c] = h
+        return
+
+    @pl.when(jax.lax.rem(c, m) == 0)
+    def _():
+        states_ref[c // m] = h
+
+
 def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
     """Forward of one (batch, channel block[, time block]).
 
@@ -285,7 +305,7 @@ def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
         # Prefetch the next chunk's rows (the last chunk reloads itself) before any store.
         nxt = _load_chunk(ins, fields, jnp.minimum(c + 1, n_chunks - 1), T)
         if save_states:
-            states_ref[c] = h
+            save_chunk_state(states_ref, c, h, cfg)
         ys = []
         for i in range(T):
             t = c * T + i
@@ -465,12 +485,27 @@ def _gather_rows(rows):
     return tile
 
 
+def step_state(h, d, u, B_t, A2, fast):
+    """One step of the recurrence on an (N, bd) tile: exp2(delta_t A2) h + B_t (delta_t u_t),
+    from (1, bd) rows d, u and an (N, 1) column B_t (float32)."""
+    return _fma(_exp2(d * A2, fast), h, B_t * (d * u), fast)
+
+
+def _block_sync(cfg):
+    """A barrier of the program's warps where the kernel is compiled Triton (cfg.fast_math
+    marks it): the tiles backward's chunk-start buffer is stored and loaded in layouts the
+    compiler picks, so a lane may load what another stored. The interpreter runs in order."""
+    if cfg.fast_math:
+        from jax.experimental.pallas import triton as pltriton
+        pltriton.debug_barrier()
+
+
 def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
     """Forward of one (batch, channel block), every per-step value 2-D (see above).
 
     Inputs (kernel view): u, delta, z (Lb, bd); A (N, bd) float32; B, C (N, Lb) (transposed);
-    D, bias (1, bd). Outputs: out (Lb, bd); states (Lb/T, N, bd) if ``save_states``; last
-    (N, bd). GPU layout only (no ``carry``)."""
+    D, bias (1, bd). Outputs: out (Lb, bd); states (Lb/K, N, bd) if ``save_states`` (K =
+    cfg.state_stride); last (N, bd). GPU layout only (no ``carry``)."""
     assert not cfg.carry, "the tiles variant has no TPU layout"
     names = input_names(cfg)
     ins = _split_refs(refs, names)
@@ -491,7 +526,7 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
         h, rows = carry
         nxt = _load_chunk_tiles(ins, fields, jnp.minimum(c + 1, n_chunks - 1), T)
         if save_states:
-            states_ref[c] = h
+            save_chunk_state(states_ref, c, h, cfg)
         ys = []
         for i in range(T):
             t = c * T + i
@@ -499,7 +534,7 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
             u = rows["u"][i].astype(jnp.float32)                              # (1, bd)
             B_t = rows["B"][i].astype(jnp.float32)                            # (N, 1)
             C_t = rows["C"][i].astype(jnp.float32)
-            h = _fma(_exp2(d * A2, fast), h, B_t * (d * u), fast)
+            h = step_state(h, d, u, B_t, A2, fast)
             y = jnp.sum(h * C_t, axis=0, keepdims=True)                       # (1, bd)
             ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
         out_ref[pl.ds(c * T, T), :] = _gather_rows(ys).astype(out_ref.dtype)
@@ -514,11 +549,18 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
 def bwd_kernel_tiles(*refs, cfg: ScanConfig):
     """Backward of one (batch, channel block), every per-step value 2-D (see above).
 
-    Inputs: as :func:`bwd_kernel` but B, C (N, Lb). Outputs: du, ddelta [dz] (Lb, bd);
-    dB, dC (N, Lb) float32 partial sums over this block's channels (transposed); dA (N, bd),
-    dD, dbias (1, bd)."""
+    Inputs: as :func:`bwd_kernel` but B, C (N, Lb), and the saved states (Lb/K, N, bd), K =
+    cfg.state_stride = m T. Outputs: du, ddelta [dz] (Lb, bd); dB, dC (N, Lb) float32
+    partial sums over this block's channels (transposed); dA (N, bd), dD, dbias (1, bd);
+    with m > 1 also a buffer (m, N, bd) of chunk starts, a work area: the chunks are walked
+    last to first, and before a block of m chunks is walked the program runs the
+    recurrence over the block's K steps from the block's saved state, storing the m chunk
+    starts there (an extra forward step per step; the saved states are m x fewer).
+    """
     assert not cfg.carry, "the tiles variant has no TPU layout"
-    ins, row_refs, (dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref), _ = backward_refs(refs, cfg)
+    ins, row_refs, (dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref), rest = backward_refs(refs, cfg)
+    m = cfg.state_every
+    starts_ref = rest[0] if m > 1 else None
 
     A = ins["A"][...].astype(jnp.float32)
     A2 = A * LOG2E
@@ -538,24 +580,53 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
     step_of = jax.lax.broadcasted_iota(jnp.int32, (1, T), 1)                 # (1, T)
     fast = cfg.fast_math
 
-    def load(c):
-        rows = _load_chunk_tiles(ins, fields, c, T)
-        rows["start"] = ins["states"][c]
+    def load(c, names=fields):
+        rows = _load_chunk_tiles(ins, names, c, T)
+        if m == 1:                       # else the buffer's, read in refill
+            rows["start"] = ins["states"][c]
         if delta_tile:
             rows["delta_tile"] = ins["delta"][pl.ds(c * T, T), :]
         return rows
 
-    def chunk_deltas(rows, c):
+    def chunk_deltas(rows, c, with_sig=True):
         """[(delta_t, sigmoid(raw_t) or None)] for the chunk's T steps, (1, bd) rows each."""
+        with_sig = with_sig and cfg.softplus
         if not delta_tile:
             out = []
             for i in range(T):
                 d, raw = _step_delta(rows["delta"][i], bias, c * T + i, limit, cfg)
-                out.append((d, _sigmoid(raw) if cfg.softplus else None))
+                out.append((d, _sigmoid(raw) if with_sig else None))
             return out
         steps = c * T + jax.lax.broadcasted_iota(jnp.int32, (T, 1), 0)
         d, raw = _step_delta(rows["delta_tile"], bias, steps, limit, cfg)
-        return list(zip(_tile_rows(d), _tile_rows(_sigmoid(raw))))
+        return list(zip(_tile_rows(d), _tile_rows(_sigmoid(raw)) if with_sig else [None] * T))
+
+    def sweep(block):
+        """The starts of chunks block m .. block m + m - 1 into starts_ref, from the state the
+        forward saved before the block."""
+        def advance(q, h):
+            c = block * m + q
+            starts_ref[q] = h
+            rows = load(c, ("u",) + ("delta",) * (not delta_tile) + ("B",))
+            for i, (d, _) in enumerate(chunk_deltas(rows, c, with_sig=False)):
+                h = step_state(h, d, rows["u"][i].astype(jnp.float32),
+                               rows["B"][i].astype(jnp.float32), A2, fast)
+            return h
+        jax.lax.fori_loop(0, m, advance, ins["states"][block])
+
+    def refill(c, nxt):
+        """After chunk c, the first of its block, the buffer gets the block before (at the
+        end of the body, where only the next chunk's prefetched rows are live); then the
+        next chunk's start is read from the buffer (m > 1)."""
+        if m == 1:
+            return nxt
+
+        @pl.when((jax.lax.rem(c, m) == 0) & (c > 0))
+        def _():
+            _block_sync(cfg)             # this block's loads are done
+            sweep(c // m - 1)
+            _block_sync(cfg)             # the new starts are seen
+        return {**nxt, "start": starts_ref[jax.lax.rem(jnp.maximum(c - 1, 0), m)]}
 
     def chunk_body(k, carry):
         g, dA, dD, dbias, rows = carry
@@ -569,7 +640,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             u = rows["u"][i].astype(jnp.float32)
             B_t = rows["B"][i].astype(jnp.float32)
             steps.append((d, sig, u, B_t))
-            H.append(_fma(_exp2(d * A2, fast), H[-1], B_t * (d * u), fast))
+            H.append(step_state(H[-1], d, u, B_t, A2, fast))
         dB_tile = jnp.zeros((n, T), jnp.float32)
         dC_tile = jnp.zeros((n, T), jnp.float32)
         stores = []
@@ -613,7 +684,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             ref[pl.ds(c * T, T), :] = _gather_rows([r[name] for r in stores]).astype(ref.dtype)
         dB_ref[:, pl.ds(c * T, T)] = dB_tile
         dC_ref[:, pl.ds(c * T, T)] = dC_tile
-        return g, dA, dD, dbias, nxt
+        return g, dA, dD, dbias, refill(c, nxt)
 
     zeros_v = jnp.zeros((1,) + A.shape[1:], jnp.float32)
     g = ins["dlast"][...].astype(jnp.float32)
@@ -630,8 +701,12 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             return _fma(_exp2(gsum * A2, fast), g, gpart, fast)
         g = link_segments(cfg.segments - 1 - segment, load_part, link, g)
     init = (g, jnp.zeros(A.shape, jnp.float32), zeros_v, zeros_v)
-    _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body,
-                                            init + (load(n_chunks - 1),))
+    first = load(n_chunks - 1)
+    if m > 1:                                # the last block's chunk starts
+        sweep(n_chunks // m - 1)
+        _block_sync(cfg)
+        first["start"] = starts_ref[m - 1]
+    _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body, init + (first,))
     dA_ref[...] = dA
     dD_ref[...] = dD
     dbias_ref[...] = dbias

@@ -187,8 +187,8 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     bias (1, bd); with ``cfg.segments`` = P > 1 also the end states (P-1, N, bd) and the
     delta sums (P-1, 1, bd) of pass 1, from which the program links its segment's start state.
     Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state before every
-    T-th step, T = cfg.chunk); last (N, bd). Every N axis is (S, J) for S > 1 (:class:`Lanes`).
-    A loop iteration walks U = cfg.unroll steps; U and T divide one another.
+    K-th step, K = cfg.state_stride: T = cfg.chunk times cfg.state_every); last (N, bd). Every N axis is (S, J) for S > 1 (:class:`Lanes`).
+    A loop iteration walks U = cfg.unroll steps; U divides T and K or they divide U.
 
     ``end_state_only`` (pass 1 of a segmented forward, see :mod:`.fused`): no C, z, y; the
     outputs are the state at the segment's end started from zero, last (N, bd), and the sum
@@ -225,7 +225,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     A2 = [a * LOG2E for a in lanes.states(ins["A"])]
     Dskip = lanes.vec(ins["D"]).astype(jnp.float32) if cfg.has_D else None
     bias = lanes.vec(ins["bias"]).astype(jnp.float32) if cfg.has_bias else None
-    U, T = cfg.unroll, cfg.chunk
+    U, T, K = cfg.unroll, cfg.chunk, cfg.state_stride
     n_iter = cfg.chunks_per_block * T // U
     segment = pl.program_id(2) if segmented else 0
     limit = cfg.length - segment * (n_iter * U)
@@ -257,7 +257,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         far, near = iteration(c + R), iteration(c + 1)
         ys, saved, new, new_bc = [], [], [], []
         for i in range(U):
-            if save_states and i % T == 0:
+            if save_states and i % K == 0:
                 saved.append(h)              # the state before step c*U + i
             t = c * U + i
             row = rows_now[i]
@@ -295,13 +295,13 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         else:
             for i, y in enumerate(ys):
                 lanes.put_row(out_ref, c * U + i, y.astype(out_ref.dtype))
-        if save_states and U >= T:
+        if save_states and U >= K:
             for j, hs in enumerate(saved):
-                lanes.put_states(states_ref, hs, c * (U // T) + j)
-        elif save_states:                    # one state every T // U iterations
-            @pl.when(jax.lax.rem(c, T // U) == 0)       # (jnp's % does not lower)
+                lanes.put_states(states_ref, hs, c * (U // K) + j)
+        elif save_states:                    # one state every K // U iterations
+            @pl.when(jax.lax.rem(c, K // U) == 0)       # (jnp's % does not lower)
             def _():
-                lanes.put_states(states_ref, saved[0], c // (T // U))
+                lanes.put_states(states_ref, saved[0], c // (K // U))
         return h, dsum, queue
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
