@@ -99,6 +99,11 @@ class Layout(NamedTuple):
     delta_tile: bool = False
     state_every: int = 1
 
+    @property
+    def state_stride(self):
+        """K = m T: steps between the states the forward saves."""
+        return self.chunk * self.state_every
+
 
 # The lanes forward's time segments (choose_layout): enough single-warp programs for ~12 an
 # SM sub-partition on an H100 (132 SMs x 4), segments long enough, and few enough, that
@@ -379,7 +384,7 @@ def _kernel_bc(x, lay, backward=False):
 def _specs(lay, length_pad, backward=False):
     """BlockSpec factories keyed by array kind, for the forward (reverse=False) grid."""
     blocks_per_group = lay.group_width // lay.block_d
-    T, n, m = lay.chunk, lay.n_state, lay.state_every
+    T, n, m, K = lay.chunk, lay.n_state, lay.state_every, lay.state_stride
     if lay.platform == "tpu":
         tb = lay.time_block
         n_time_blocks = length_pad // tb
@@ -415,7 +420,7 @@ def _specs(lay, length_pad, backward=False):
                 "bc": pl.BlockSpec(bc_block, lambda b, j: (b, jax.lax.div(j, blocks_per_group),
                                                            *bc_zeros)),
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
-                "states": pl.BlockSpec((None, length_pad // (T * m), *sd, lay.block_d),
+                "states": pl.BlockSpec((None, length_pad // K, *sd, lay.block_d),
                                        lambda b, j: (b, 0, *z, j)),
                 "starts": pl.BlockSpec((None, None, m, n, lay.block_d),
                                        lambda b, j: (b, j, 0, 0, 0)),
@@ -433,8 +438,8 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0):
     segment p + shift), per-segment partials (batch, P, ...), and "all_parts" / "all_sums":
     the (P - 1) per-segment states / delta sums of a first pass, all of them to every program.
     """
-    n, bd, T, m = lay.n_state, lay.block_d, lay.chunk, lay.state_every
-    seg = length_pad // P
+    n, bd, m = lay.n_state, lay.block_d, lay.state_every
+    K, seg = lay.state_stride, length_pad // P
     blocks_per_group = lay.group_width // bd
     transposed = _bc_layout(lay.variant, backward)[0] == "NL"
 
@@ -454,7 +459,7 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0):
         "A": pl.BlockSpec((*sd, bd), lambda b, j, p: (*z, j)),
         "bc": bc,
         "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
-        "states": pl.BlockSpec((None, seg // (T * m), *sd, bd), lambda b, j, p: (b, p, *z, j)),
+        "states": pl.BlockSpec((None, seg // K, *sd, bd), lambda b, j, p: (b, p, *z, j)),
         "starts": pl.BlockSpec((None, None, None, m, n, bd), lambda b, j, p: (b, j, p, 0, 0, 0)),
         "state": pl.BlockSpec((None, *sd, bd), lambda b, j, p: (b, *z, j)),
         "partial_bc": partial_bc,
@@ -543,8 +548,7 @@ def _forward_segmented(lay, length, opts, save_states, args):
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [spec("seq")]
     if save_states:
-        K = lay.chunk * lay.state_every
-        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // K, *sd, dim_pad),
+        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // lay.state_stride, *sd, dim_pad),
                                               jnp.float32))
         out_specs.append(spec("states"))
     # the last state is the last segment's end: each program writes its own (batch, P, N, D)
@@ -588,8 +592,7 @@ def _forward_call(lay, length, opts, save_states, args):
     out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
     out_specs = [spec("seq")]
     if save_states:
-        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // (lay.chunk * lay.state_every),
-                                               *sd, dim_pad),
+        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // lay.state_stride, *sd, dim_pad),
                                               jnp.float32))
         out_specs.append(spec("states"))
     out_shape.append(jax.ShapeDtypeStruct((batch, *sd, dim_pad), jnp.float32))
