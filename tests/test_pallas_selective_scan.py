@@ -440,6 +440,29 @@ def test_ops_dispatches_to_pallas():
     out = selective_scan(*args, delta_softplus=True, backend="pallas")
     ref = selective_scan_ref(*args, delta_softplus=True)
     assert rel_err(out, ref) < 1e-5
+    with pytest.raises(TypeError, match="not_an_option"):
+        selective_scan(*args, backend="pallas", pallas_options={"not_an_option": 1})
+
+
+def test_mamba_layer_passes_pallas_options():
+    """The Mamba layer hands pallas_options to the fused kernel: state_every = 2 trains to
+    the same gradients as the xla backend, and a wrong option reaches the kernel's check."""
+    from flax import nnx
+    from ssm_jax.layers.selective import Mamba
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 21, 8))
+
+    def grads(**kw):
+        layer = Mamba(8, d_state=4, rngs=nnx.Rngs(3), **kw)
+        graphdef, params = nnx.split(layer)
+        loss = lambda p: jnp.sum(jnp.sin(nnx.merge(graphdef, p)(x)))
+        return jax.grad(loss)(params)
+    fused = grads(backend="pallas", pallas_options={"state_every": 2, "variant": "hybrid"})
+    ref = grads(backend="xla")
+    for g, r in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(ref)):
+        assert rel_err(g, r) < 1e-4
+    with pytest.raises(ValueError, match="state_every"):
+        Mamba(8, d_state=4, backend="pallas", pallas_options={"state_every": 2, "variant": "lanes"},
+              rngs=nnx.Rngs(3))(x)
 
 
 GPU_CASES = [

@@ -77,11 +77,14 @@ class SelectiveLayer(nnx.Module):
     ``__call__(u)``: (batch, L, d_model) -> (batch, L, d_model). ``init_state(batch)`` /
     ``step(state, u_t)``: u_t (batch, d_model) -> y_t (batch, d_model), the same outputs
     one step at a time; the state is (conv window (b, d_conv - 1, d_inner), h (b, d_inner, N)).
-    ``backend`` is passed to ``selective_scan`` (``"auto"``: fused Pallas kernel on GPU).
+    ``backend`` is passed to ``selective_scan`` (``"auto"``: fused Pallas kernel on GPU), and
+    ``pallas_options`` (a dict, kept as sorted pairs) to the fused kernel when it runs, e.g.
+    ``{"state_every": 4}`` to keep 4x fewer saved states for the backward.
     """
 
     def __init__(self, variant: SelectiveSSM, d_model: int, *, d_state: int = 16, d_conv: int = 4,
-                 expand: int = 2, backend: str = "auto", trainable_A: bool = True, rngs: nnx.Rngs):
+                 expand: int = 2, backend: str = "auto", trainable_A: bool = True,
+                 pallas_options=None, rngs: nnx.Rngs):
         if not isinstance(variant, SelectiveSSM):
             raise TypeError(f"variant must be a SelectiveSSM, got {type(variant).__name__}")
         _checks.check_choice(backend, "backend", BACKENDS)
@@ -91,6 +94,7 @@ class SelectiveLayer(nnx.Module):
         d_inner = expand * d_model
         variant.check(d_inner, d_state)
         self.variant, self.backend = variant, backend
+        self.pallas_options = tuple(sorted(dict(pallas_options or {}).items()))
         self.d_model, self.d_inner, self.d_state, self.d_conv = d_model, d_inner, d_state, d_conv
         self.in_proj = nnx.Linear(d_model, 2 * d_inner, use_bias=False, rngs=rngs)
         lim = d_conv ** -0.5
@@ -113,7 +117,7 @@ class SelectiveLayer(nnx.Module):
         if self.variant.discretize == "zoh":
             bias = p.get("delta_bias") if self.variant.delta_softplus else None
             return selective_scan(x, delta, A, B, C, self.D[...], z, bias, self.variant.delta_softplus,
-                                  backend=self.backend)
+                                  backend=self.backend, pallas_options=self.pallas_options)
         A_bar, Bu_bar = self.variant.discretize(self._delta(p, delta), A, B, x)
         h = linear_scan(A_bar, Bu_bar, axis=1)                          # (b, L, D, N)
         y = jnp.sum(h * C[:, :, None, :], axis=-1)
@@ -160,11 +164,12 @@ class Mamba(SelectiveLayer):
     def __init__(self, d_model: int, *, d_state: int = 16, d_conv: int = 4, expand: int = 2,
                  dt_rank="auto", dt_min: float = 1e-3, dt_max: float = 1e-1,
                  dt_init_floor: float = 1e-4, backend: str = "auto", trainable_A: bool = True,
-                 rngs: nnx.Rngs):
+                 pallas_options=None, rngs: nnx.Rngs):
         if dt_rank == "auto":
             dt_rank = math.ceil(d_model / 16)
         if not isinstance(dt_rank, int) or dt_rank < 1:
             raise ValueError(f"dt_rank must be 'auto' or a positive int, got {dt_rank!r}")
         variant = mamba_ssm(dt_rank, dt_min, dt_max, dt_init_floor)
         super().__init__(variant, d_model, d_state=d_state, d_conv=d_conv, expand=expand,
-                         backend=backend, trainable_A=trainable_A, rngs=rngs)
+                         backend=backend, trainable_A=trainable_A, pallas_options=pallas_options,
+                         rngs=rngs)

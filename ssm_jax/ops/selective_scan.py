@@ -90,7 +90,8 @@ def _default_backend():
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *,
-                   backend: str = "auto", return_last_state: bool = False):
+                   backend: str = "auto", return_last_state: bool = False,
+                   pallas_options=None):
     """Selective scan (see the module docstring for the equations).
 
     Args:
@@ -103,6 +104,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
       delta_softplus: apply softplus to delta.
       backend: "auto", "xla" or "pallas".
       return_last_state: also return the final state h_L, (batch, D, N) float32.
+      pallas_options: keyword arguments for the fused kernel where the backend is
+        "pallas" (``selective_scan_pallas``'s layout options, e.g. ``state_every`` to keep
+        fewer saved states, or ``interpret``); a dict or (name, value) pairs. Not used by
+        "xla".
     Returns:
       out (batch, L, D) in u's dtype, and the last state if asked.
     """
@@ -113,6 +118,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if backend == "pallas":
         from pallas_kernels.selective_scan import selective_scan_pallas
         return selective_scan_pallas(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                     return_last_state=return_last_state)
+                                     return_last_state=return_last_state,
+                                     **dict(pallas_options or {}))
     return _selective_scan_xla(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                return_last_state)
