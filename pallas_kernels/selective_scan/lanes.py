@@ -187,7 +187,8 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     bias (1, bd); with ``cfg.segments`` = P > 1 also the end states (P-1, N, bd) and the
     delta sums (P-1, 1, bd) of pass 1, from which the program links its segment's start state.
     Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state before every
-    K-th step, K = cfg.state_stride: T = cfg.chunk times cfg.state_every); last (N, bd). Every N axis is (S, J) for S > 1 (:class:`Lanes`).
+    K-th step, K = cfg.state_stride: T = cfg.chunk times cfg.state_every); last (N, bd).
+    Every N axis is (S, J) for S > 1 (:class:`Lanes`).
     A loop iteration walks U = cfg.unroll steps; U divides T and K or they divide U.
 
     ``end_state_only`` (pass 1 of a segmented forward, see :mod:`.fused`): no C, z, y; the
