@@ -116,13 +116,19 @@ def ours_impls():
     return ["ours"] if len(VARIANTS) == 1 else [f"ours_{v}" for v in VARIANTS]
 
 
-def lib_variant(v):
-    """The ``variant=`` argument for a --variants entry ("default": None, the library's)."""
-    return None if v == "default" else v
+def variant_kwargs(v):
+    """selective_scan_pallas keyword arguments for a --variants entry: a sweep point
+    (:func:`parse_point`, e.g. "tiles", "hybrid:state_every=4"); the name "default" is the
+    library's own variant (``variant=None``), with any options given after it."""
+    layout = parse_point(v)
+    if layout["variant"] == "default":
+        del layout["variant"]
+    return layout
 
 
-def variant_of(impl):
-    return lib_variant(VARIANTS[0] if impl == "ours" else impl[len("ours_"):])
+def kwargs_of(impl):
+    """The keyword arguments of an "ours" / "ours_<variant>" impl."""
+    return variant_kwargs(VARIANTS[0] if impl == "ours" else impl[len("ours_"):])
 
 
 def expand_impls(impls):
@@ -264,8 +270,7 @@ def check(lengths, out_dir, anchor, grads=True, dtypes=None):
                 ref = jax.jit(lambda *a: selective_scan_ref(*a, delta_softplus=True))(*args)
                 row = dict(section="check", dtype=name, L=length, z=with_z)
                 for v in VARIANTS:
-                    row[f"rel_err_fwd_{v}"] = rel_err(ours_fwd(variant=lib_variant(v))(*args),
-                                                      ref)
+                    row[f"rel_err_fwd_{v}"] = rel_err(ours_fwd(**variant_kwargs(v))(*args), ref)
                 if anchor is not None:
                     targs = anchor_args(args)
                     a_out = anchor[0].forward(anchor[1], targs)[0]
@@ -283,7 +288,7 @@ def check(lengths, out_dir, anchor, grads=True, dtypes=None):
                                               .astype(jnp.float32) * dout)
                 gr = jax.jit(jax.grad(loss(selective_scan_ref), argnums=present))(*args)
                 for v in VARIANTS:
-                    g = jax.jit(jax.grad(loss(selective_scan_pallas, variant=lib_variant(v)),
+                    g = jax.jit(jax.grad(loss(selective_scan_pallas, **variant_kwargs(v)),
                                          argnums=present))(*args)
                     errs = {f"d{i}": rel_err(a, b) for i, a, b in zip(present, g, gr)}
                     row = dict(section="check_grad", variant=v, dtype=name, L=length,
@@ -328,9 +333,8 @@ def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls, xla_max=No
 
 def time_impl(impl, mode, args, anchor, reps, inner, warmup=3):
     if impl.startswith("ours"):
-        variant = variant_of(impl)
-        fwd = ours_fwd(variant=variant)
-        ours = functools.partial(selective_scan_pallas, delta_softplus=True, variant=variant)
+        fwd = ours_fwd(**kwargs_of(impl))
+        ours = functools.partial(selective_scan_pallas, delta_softplus=True, **kwargs_of(impl))
         if mode == "bwd":
             pull = vjp_of(ours, args)
             return time_jax(pull, fwd(*args), reps=reps, inner=inner, warmup=warmup)
@@ -368,14 +372,17 @@ def time_impl(impl, mode, args, anchor, reps, inner, warmup=3):
 
 
 def memory(lengths, out_dir):
-    """Compiled memory of forward+backward (temp + arguments + outputs), ours against xla."""
+    """Compiled memory of forward+backward (temp + arguments + outputs), ours (each variant)
+    against xla."""
     for length in lengths:
         args = inputs(length, jnp.bfloat16, seed=1)
         present = tuple(i for i, a in enumerate(args) if a is not None)
         row = dict(section="memory", L=length, batch=BATCH, D=DIM, N=N_STATE, dtype="bf16",
                    input_bytes=int(sum(args[i].nbytes for i in present)))
-        for impl, fn in (("ours", lambda *a: selective_scan_pallas(*a, delta_softplus=True)),
-                         ("xla", xla_fn)):
+        fns = {impl: functools.partial(selective_scan_pallas, delta_softplus=True,
+                                       **kwargs_of(impl)) for impl in ours_impls()}
+        fns["xla"] = xla_fn
+        for impl, fn in fns.items():
             grad = jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a).astype(jnp.float32)),
                                     argnums=present))
             try:
@@ -525,8 +532,9 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dim", type=int, default=1536)
     p.add_argument("--variants", default="default",
-                   help="kernel variants of ours timed side by side, e.g. hybrid,tiles "
-                   "(\"default\": selective_scan_pallas' own choice)")
+                   help="kernel variants of ours timed side by side, e.g. hybrid,tiles or "
+                   "default,default:state_every=4 (sweep-point syntax; \"default\": "
+                   "selective_scan_pallas' own choice)")
     p.add_argument("--check-lengths", default=None, help="lengths of the check section "
                    "(default: --lengths)")
     p.add_argument("--check-dtypes", default=None, help="dtypes of the check section")
