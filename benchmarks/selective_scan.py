@@ -531,6 +531,7 @@ def main():
                         "call, as a training step runs them")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dim", type=int, default=1536)
+    p.add_argument("--state-size", type=int, default=16, help="N")
     p.add_argument("--variants", default="default",
                    help="kernel variants of ours timed side by side, e.g. hybrid,tiles or "
                    "default,default:state_every=4 (sweep-point syntax; \"default\": "
@@ -549,7 +550,7 @@ def main():
                    " ran out of the call's time in bf16 and out of memory in f32, BENCHMARKS.md"
                    " run 9)")
     a = p.parse_args()
-    globals().update(BATCH=a.batch, DIM=a.dim)
+    globals().update(BATCH=a.batch, DIM=a.dim, N_STATE=a.state_size)
     VARIANTS[:] = a.variants.split(",")
     xla_max = {}
     for item in filter(None, a.xla_max.split(",")):

@@ -55,6 +55,7 @@ def test_variants_with_options_reach_check_time_and_memory(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
            "--sections", "check,time,memory", "--no-anchor", "--impls", "ours",
            "--variants", "tiles,tiles:state_every=2", "--batch", "1", "--dim", "32",
+           "--state-size", "8",
            "--lengths", "32", "--dtypes", "f32", "--reps", "1", "--inner", "1",
            "--modes", "fwd,bwd", "--out", str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
@@ -71,6 +72,7 @@ def test_variants_with_options_reach_check_time_and_memory(tmp_path):
     assert {r["mode"] for r in times} == {"fwd", "bwd"}
     assert all(r[n + "_ms"] > 0 for r in times for n in names)
     (mem,) = [r for r in rows if r["section"] == "memory"]
+    assert mem["N"] == 8 and all(r["N"] == 8 for r in times)
     assert all(mem[n + "_total_bytes"] > mem["input_bytes"] for n in names)
 
 

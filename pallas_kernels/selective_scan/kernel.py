@@ -582,8 +582,8 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
 
     def load(c, names=fields):
         rows = _load_chunk_tiles(ins, names, c, T)
-        if m == 1:                       # else the buffer's, read in refill
-            rows["start"] = ins["states"][c]
+        if names is fields:
+            rows["start"] = ins["states"][c] if m == 1 else starts_ref[jax.lax.rem(c, m)]
         if delta_tile:
             rows["delta_tile"] = ins["delta"][pl.ds(c * T, T), :]
         return rows
@@ -614,23 +614,22 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             return h
         jax.lax.fori_loop(0, m, advance, ins["states"][block])
 
-    def refill(c, nxt):
-        """After chunk c, the first of its block, the buffer gets the block before (at the
-        end of the body, where only the next chunk's prefetched rows are live); then the
-        next chunk's start is read from the buffer (m > 1)."""
+    def refill(c):
+        """Before chunk c, the first of its block, the buffer gets the block before (m > 1):
+        chunk c's start was read an iteration ago, the next one's is read from there."""
         if m == 1:
-            return nxt
+            return
 
         @pl.when((jax.lax.rem(c, m) == 0) & (c > 0))
         def _():
             _block_sync(cfg)             # this block's loads are done
             sweep(c // m - 1)
             _block_sync(cfg)             # the new starts are seen
-        return {**nxt, "start": starts_ref[jax.lax.rem(jnp.maximum(c - 1, 0), m)]}
 
     def chunk_body(k, carry):
         g, dA, dD, dbias, rows = carry
         c = n_chunks - 1 - k
+        refill(c)
         nxt = load(jnp.maximum(c - 1, 0))
         H = [rows["start"]]
         steps = []
@@ -684,7 +683,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             ref[pl.ds(c * T, T), :] = _gather_rows([r[name] for r in stores]).astype(ref.dtype)
         dB_ref[:, pl.ds(c * T, T)] = dB_tile
         dC_ref[:, pl.ds(c * T, T)] = dC_tile
-        return g, dA, dD, dbias, refill(c, nxt)
+        return g, dA, dD, dbias, nxt
 
     zeros_v = jnp.zeros((1,) + A.shape[1:], jnp.float32)
     g = ins["dlast"][...].astype(jnp.float32)
@@ -701,11 +700,10 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             return _fma(_exp2(gsum * A2, fast), g, gpart, fast)
         g = link_segments(cfg.segments - 1 - segment, load_part, link, g)
     init = (g, jnp.zeros(A.shape, jnp.float32), zeros_v, zeros_v)
-    first = load(n_chunks - 1)
     if m > 1:                                # the last block's chunk starts
         sweep(n_chunks // m - 1)
         _block_sync(cfg)
-        first["start"] = starts_ref[m - 1]
+    first = load(n_chunks - 1)
     _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body, init + (first,))
     dA_ref[...] = dA
     dD_ref[...] = dD
