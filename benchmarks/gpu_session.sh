@@ -14,7 +14,7 @@ if [ -z "${NO_ANCHOR:-}" ]; then  # NO_ANCHOR=1: skip the anchor build (~150 s o
   BUILD=$!
 fi
 if [ "$1" != "0" ]; then
-  timeout "$1" python3 -m pytest -q -m gpu tests/test_pallas_selective_scan.py -x -p no:cacheprovider ${PYTEST_K:+-k "$PYTEST_K"} \
+  timeout "$1" python3 -m pytest -v -m gpu tests/test_pallas_selective_scan.py -x -p no:cacheprovider ${PYTEST_K:+-k "$PYTEST_K"} \
     --durations=5 > "$OUT/gpu_tests.log" 2>&1
   echo "gpu tests rc=$?"; tail -3 "$OUT/gpu_tests.log"
 fi
