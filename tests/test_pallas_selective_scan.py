@@ -387,7 +387,8 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
 @pytest.mark.parametrize("variant,n", [("hybrid", 16), ("tiles", 64)])
 def test_states_every_n_over_t_chunks_keep_one_float_a_step_and_channel(variant, n):
     """With m = N / T the forward keeps (batch, L / N, N, D) states, one float a (t, d)
-    whatever N, where the default keeps (batch, L / T, N, D); the backward's chunk-start
+    whatever N, where m = 1 keeps (batch, L / T, N, D) (hybrid's default is m = N / T,
+    tiles' m = 1); the backward's chunk-start
     buffer (batch, D / bd, m, N, bd) does not grow with L. At N 16 nothing in the gradient
     is larger than batch x L x D. (The tiles backward's dB, dC partials, (batch, D / bd, N,
     L), are the other term that grows with N: 4 L D at N 64, bd 16.)"""
@@ -400,10 +401,11 @@ def test_states_every_n_over_t_chunks_keep_one_float_a_step_and_channel(variant,
                                                       variant=variant, **layout))
         return set(_array_shapes(jax.make_jaxpr(jax.grad(fn, argnums=(0, 1, 2, 3, 4)))(
             *args).jaxpr))
-    sparse, dense = shapes(state_every=n // chunk), shapes()
+    sparse, dense = shapes(state_every=n // chunk), shapes(state_every=1)
     every_k, every_t = (batch, length // n, n, dim), (batch, length // chunk, n, dim)
     assert every_k in sparse and every_t not in sparse
     assert every_t in dense
+    assert shapes() == (sparse if variant == "hybrid" else dense)
     if n == 16:
         assert max(math.prod(s) for s in sparse) <= batch * length * dim
 

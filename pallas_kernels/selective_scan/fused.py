@@ -162,8 +162,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     program, the forward walking 2 or 4 steps a loop iteration (see below); T = 4 (hybrid) or
     32 / N_pad (lanes). Variant "tiles" (the default above N = 16) or "v2": block_d =
     min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32 state of at most
-    1024 values), T = 8 steps a chunk (4 above N = 64, to bound the registers the backward
-    spends on the T recomputed states), 2 warps (4 from 1024 state values). The sweeps behind
+    1024 values), T = 4 steps a chunk (2 at N_pad 32 and 128: the T recomputed states of the
+    backward in its registers without spills), 2 warps (4 from 1024 state values). The sweeps behind
     these are in benchmarks/NOTES.md.
     The lanes forward (lanes, hybrid) is cut into P time segments (see
     :func:`_forward_segmented`): the smallest power of two P giving batch x D / 32 x P >=
@@ -178,9 +178,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     (``delta_tile``) where S x bd = 32. Its tiles backward takes one warp of BWD_BLOCK_D = 16
     channels a program (``bwd_block_d``, ``bwd_num_warps``) where there are at least
     BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
-    ``state_every`` = m (default 1): the forward saves the state before every m-th chunk
-    (every K = m T steps), m x fewer saved floats, and the tiles backward recomputes the
-    starts of a block's m chunks before walking them (variants tiles and hybrid).
+    ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
+    steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
+    block's m chunks before walking them (variants tiles and hybrid). Default: N_pad / T
+    for hybrid on the GPU (K = N_pad steps: one saved float a (t, d)), else 1.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -191,7 +192,6 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         time_block = time_block or min(_round_up(length, chunk), 16 * chunk)
         if time_block % chunk:
             raise ValueError(f"time_block={time_block} must be a multiple of chunk={chunk}")
-    state_every = 1 if state_every is None else state_every
     if variant is None:
         # GPU: hybrid where it was measured fastest (N = 16: BENCHMARKS.md, run 7), else tiles.
         variant = ("hybrid" if n_pad <= 16 else "tiles") if platform == "gpu" else "v2"
@@ -199,9 +199,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if variant in GPU_ONLY_VARIANTS and platform != "gpu":
         raise ValueError(f"variant={variant!r} has only the GPU (Triton) layout")
-    if not isinstance(state_every, int) or state_every < 1:
+    if state_every is not None and (not isinstance(state_every, int) or state_every < 1):
         raise ValueError(f"state_every must be a positive int, got {state_every!r}")
-    if state_every > 1 and variant not in ("tiles", "hybrid"):
+    if (state_every or 1) > 1 and variant not in ("tiles", "hybrid"):
         raise ValueError(f"state_every={state_every} needs variant 'tiles' or 'hybrid' (the "
                          f"tiles backward recomputes the chunk starts), got {variant!r}")
     if (bwd_block_d or bwd_num_warps) and variant != "hybrid":
@@ -256,7 +256,16 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         num_warps = num_warps or max(1, block_d * split // 32)
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
-        chunk = chunk or (8 if n_pad <= 64 else 4)
+        # T = 8 spilled in the tiles backward at every N (ptxas, sm_90, batch 8 L 4096 bf16:
+        # 348 to 1204 bytes a thread); T = 4 fits but at N_pad 32 and 128 (100 and 926
+        # bytes), where T = 2 does (benchmarks/NOTES.md v23)
+        chunk = chunk or (2 if n_pad in (32, 128) else 4)
+    if state_every is None:
+        # hybrid: the state saved every N_pad steps (m = N_pad / T, one float a (t, d) at
+        # N = 16: run 48, the training step +1%, memory -32%); tiles (N > 16) and the other
+        # variants every chunk (its buffer of m chunk starts grows as N^2 / T a channel)
+        state_every = (max(1, n_pad // chunk) if variant == "hybrid" and platform == "gpu"
+                       else 1)
     programs = batch * groups * -(-width // block_d)
     # the backward's time segments as for 32-channel programs (its one-warp 16-channel
     # layout ran best with the same P: batch 8 L 4096, run 38)
@@ -835,8 +844,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         the channel's S lanes; bwd_block_d, bwd_num_warps: channels and warps a program
         of hybrid's tiles backward; state_every: m, the forward saves the state before every
         m-th chunk only (m x less memory for the backward's residuals) and the tiles backward
-        recomputes the chunk starts between (variants tiles and hybrid); see
-        benchmarks/NOTES.md).
+        recomputes the chunk starts between (variants tiles and hybrid; default N_pad / T
+        for hybrid on the GPU, 1 elsewhere); see benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
