@@ -104,3 +104,27 @@ def test_published_values_spot_check():
     px = common.lra_config("pathx", "s4")
     assert (px.optim.lr, px.optim.ssm_lr, px.model.layer_kwargs.dt_min, px.batch_size) == (0.001, 0.0005, 0.0001, 16)
     assert common.lra_config("pathx", "s4d").optim.lr == 0.0005  # the S4D paper's Path-X lr
+
+
+def test_mamba_config_hands_pallas_options_to_its_layers():
+    """--config.model.layer_kwargs.pallas_options.state_every=... reaches every selective
+    layer, and from there the fused kernel (a refused value fails in the kernel's check)."""
+    from ssm_jax.layers.selective import SelectiveLayer
+    c = common.lra_config("listops", "mamba")
+    assert c.model.layer_kwargs.pallas_options.state_every is None     # the kernel's choice
+    c.model.update(d_model=8, n_layers=2, d_state=4)
+    c.model.layer_kwargs.backend = "pallas"
+    info = dict(TASK_INFO["listops"], seq_len=L, task="classification")
+
+    def layers(state_every):
+        c.model.layer_kwargs.pallas_options.state_every = state_every
+        model = build_model(c.model, info, rngs=nnx.Rngs(0))
+        return model, [m for _, m in nnx.iter_graph(model) if isinstance(m, SelectiveLayer)]
+
+    model, found = layers(2)
+    assert len(found) == 2 and all(dict(m.pallas_options) == {"state_every": 2} for m in found)
+    assert all(m.backend == "pallas" for m in found)
+    assert logits_shape(model, tiny_input(info)) == (2, 10)
+    model, _ = layers(0)
+    with pytest.raises(ValueError, match="state_every"):
+        logits_shape(model, tiny_input(info))

@@ -94,7 +94,11 @@ def lra_config(task: str, model: str):
     if model == "mamba":
         m.update(layer="mamba", d_state=16, norm="layer", prenorm=True, activation="none",
                  bidirectional=False)
-        m.layer_kwargs = {"d_conv": 4, "expand": 2, "dt_min": t["dt_min"], "dt_max": t["dt_max"]}
+        # backend "auto": the fused Pallas kernel on a GPU, associative_scan elsewhere;
+        # pallas_options reach the fused kernel's layout from the command line, e.g.
+        # --config.model.layer_kwargs.pallas_options.state_every=1 (None: the kernel's choice)
+        m.layer_kwargs = {"d_conv": 4, "expand": 2, "dt_min": t["dt_min"], "dt_max": t["dt_max"],
+                          "backend": "auto", "pallas_options": {"state_every": None}}
     else:
         m.update(layer=model, d_state=64, norm=t["norm"], prenorm=t["prenorm"], activation="glu",
                  bidirectional=True)

@@ -162,7 +162,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     program, the forward walking 2 or 4 steps a loop iteration (see below); T = 4 (hybrid) or
     32 / N_pad (lanes). Variant "tiles" (the default above N = 16) or "v2": block_d =
     min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32 state of at most
-    1024 values), T = 4 steps a chunk (2 at N_pad 32 and 128: the T recomputed states of the
+    1024 values), T = 4 steps a chunk (2 at N_pad 128: the T recomputed states of the
     backward in its registers without spills), 2 warps (4 from 1024 state values). The sweeps behind
     these are in benchmarks/NOTES.md.
     The lanes forward (lanes, hybrid) is cut into P time segments (see
@@ -257,9 +257,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         # T = 8 spilled in the tiles backward at every N (ptxas, sm_90, batch 8 L 4096 bf16:
-        # 348 to 1204 bytes a thread); T = 4 fits but at N_pad 32 and 128 (100 and 926
-        # bytes), where T = 2 does (benchmarks/NOTES.md v23)
-        chunk = chunk or (2 if n_pad in (32, 128) else 4)
+        # 348 to 1204 bytes a thread; backward 3x slower at N 64, run 49); T = 4 fits but at
+        # N_pad 128 (926 bytes), where T = 2 does and ran 2.5x faster (benchmarks/NOTES.md
+        # v23; at N 32, T 4 spills 100 bytes and still ran faster than T 2)
+        chunk = chunk or (2 if n_pad == 128 else 4)
     if state_every is None:
         # hybrid: the state saved every N_pad steps (m = N_pad / T, one float a (t, d) at
         # N = 16: run 48, the training step +1%, memory -32%); tiles (N > 16) and the other
