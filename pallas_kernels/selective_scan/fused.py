@@ -555,12 +555,7 @@ def _forward_segmented(lay, length, opts, save_states, args):
         out_shape=[ends_shape, dsums_shape], name="selective_scan_fwd_ends")(*args)
     # pass 2: every program reads all P - 1 end states of its (batch, channel block)
     in_specs = in_specs + [spec("all_parts"), spec("all_sums")]
-    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
-    out_specs = [spec("seq")]
-    if save_states:
-        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // lay.state_stride, *sd, dim_pad),
-                                              jnp.float32))
-        out_specs.append(spec("states"))
+    out_shape, out_specs = _forward_outputs(u, lay, spec, save_states)
     # the last state is the last segment's end: each program writes its own (batch, P, N, D)
     out_shape.append(jax.ShapeDtypeStruct((batch, P, *sd, dim_pad), jnp.float32))
     out_specs.append(spec("partial_state"))
@@ -589,6 +584,20 @@ def _input_specs(spec, opts, reverse=False):
     return [spec(k, reverse) for k in kinds]
 
 
+def _forward_outputs(u, lay, spec, save_states):
+    """The forward's first outputs: out (u's shape and dtype), then with ``save_states`` the
+    states saved every K = lay.state_stride steps, (batch, L_pad / K, *state dims, D_pad)
+    float32; as (out_shape, out_specs) lists the caller appends the last state to."""
+    batch, length_pad, dim_pad = u.shape
+    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
+    out_specs = [spec("seq")]
+    if save_states:
+        out_shape.append(jax.ShapeDtypeStruct(
+            (batch, length_pad // lay.state_stride, *_state_dims(lay), dim_pad), jnp.float32))
+        out_specs.append(spec("states"))
+    return out_shape, out_specs
+
+
 def _forward_call(lay, length, opts, save_states, args):
     """Run the forward kernel on padded args; returns (out, states or None, last)."""
     if lay.segments > 1:
@@ -599,12 +608,7 @@ def _forward_call(lay, length, opts, save_states, args):
     args = _forward_args(args, lay)
     spec = _specs(lay, length_pad)
     n, sd = lay.n_state, _state_dims(lay)
-    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
-    out_specs = [spec("seq")]
-    if save_states:
-        out_shape.append(jax.ShapeDtypeStruct((batch, length_pad // lay.state_stride, *sd, dim_pad),
-                                              jnp.float32))
-        out_specs.append(spec("states"))
+    out_shape, out_specs = _forward_outputs(u, lay, spec, save_states)
     out_shape.append(jax.ShapeDtypeStruct((batch, *sd, dim_pad), jnp.float32))
     out_specs.append(spec("state"))
     kernel = KERNELS[lay.variant][0]

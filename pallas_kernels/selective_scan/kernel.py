@@ -253,6 +253,26 @@ def gate_dy(dout, z_raw):
     return dout * zt * sz, sz
 
 
+def step_input_grads(ddelta_h, gB, d, u, dy, sig_of, t, limit, Dskip, dD, dbias, cfg):
+    """One step's du, ddelta and the dD, dbias sums, from the adjoint's parts.
+
+    ddelta_h: sum_n g_n exp(delta A_n) h_{t-1,n} A_n; gB: sum_n g_n B_t,n. Then du = gB delta
+    (+ D dy), ddelta = ddelta_h + gB u (x sigmoid(raw delta) with softplus, ``sig_of()``
+    called then), 0 past ``limit``; dD += dy u, dbias += ddelta. Returns (du, ddelta, dD,
+    dbias); each backward kernel (v2, tiles, lanes) calls it on its own shapes."""
+    ddelta = ddelta_h + gB * u
+    du = gB * d
+    if cfg.has_D:
+        du = du + Dskip * dy
+        dD = dD + dy * u
+    if cfg.softplus:
+        ddelta = ddelta * sig_of()
+    ddelta = past_length(ddelta, t, limit, cfg)
+    if cfg.has_bias:
+        dbias = dbias + ddelta
+    return du, ddelta, dD, dbias
+
+
 def gate_grads(dout, y_of, u, z_raw, Dskip, cfg):
     """(dy, dz) through out = (y + D u) silu(z); ``y_of()`` computes y = C . h (called after
     dy, the order the measured kernels were emitted in). Call only with z present."""
@@ -397,16 +417,9 @@ def bwd_kernel(*refs, cfg: ScanConfig):
             gB = jnp.sum(g * _column(B_t), axis=0)
             a = jnp.exp2(_row(d) * A2)
             gah = g * a * H[i]
-            ddelta = jnp.sum(gah * A, axis=0) + gB * u
-            du = gB * d
-            if cfg.has_D:
-                du = du + Dskip * dy
-                dD = dD + dy * u
-            if cfg.softplus:
-                ddelta = ddelta * _sigmoid(raw)
-            ddelta = past_length(ddelta, t, limit, cfg)
-            if cfg.has_bias:
-                dbias = dbias + ddelta
+            du, ddelta, dD, dbias = step_input_grads(
+                jnp.sum(gah * A, axis=0), gB, d, u, dy, lambda: _sigmoid(raw), t, limit,
+                Dskip, dD, dbias, cfg)
             row["du"], row["ddelta"] = du, ddelta
             stores.append((t, row))
             dA = dA + gah * _row(d)
@@ -663,16 +676,9 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             gB = jnp.sum(g * B_t, axis=0, keepdims=True)                     # (1, bd)
             a = _exp2(d * A2, fast)
             gah = g * a * H[i]
-            ddelta = jnp.sum(gah * A, axis=0, keepdims=True) + gB * u
-            du = gB * d
-            if cfg.has_D:
-                du = du + Dskip * dy
-                dD = dD + dy * u
-            if cfg.softplus:
-                ddelta = ddelta * sig
-            ddelta = past_length(ddelta, t, limit, cfg)
-            if cfg.has_bias:
-                dbias = dbias + ddelta
+            du, ddelta, dD, dbias = step_input_grads(
+                jnp.sum(gah * A, axis=0, keepdims=True), gB, d, u, dy, lambda: sig, t, limit,
+                Dskip, dD, dbias, cfg)
             row["du"], row["ddelta"] = du, ddelta
             stores.append(row)
             dA = _fma(gah, d, dA, fast)

@@ -35,8 +35,8 @@ from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigmoid, _split_refs,
                                                   _step_delta, backward_refs, gate_dy, gate_grads,
-                                                  input_names, link_segments, past_length,
-                                                  step_output, tile_row)
+                                                  input_names, link_segments,
+                                                  step_input_grads, step_output, tile_row)
 
 
 class Lanes:
@@ -426,16 +426,9 @@ def bwd_kernel_lanes(*refs, cfg):
             dB = [jnp.sum(g[k] * du_t) for k in range(n)]
             gB = sum(g[k] * B_t[k] for k in range(n))
             gah = [g[k] * a[i][k] * H[i][k] for k in range(n)]
-            ddelta = LN2 * sum(gah[k] * A2[k] for k in range(n)) + gB * u
-            du = gB * d
-            if cfg.has_D:
-                du = du + Dskip * dy
-                dD = dD + dy * u
-            if cfg.softplus:
-                ddelta = ddelta * _sigmoid(raw)
-            ddelta = past_length(ddelta, t, cfg.length, cfg)
-            if cfg.has_bias:
-                dbias = dbias + ddelta
+            du, ddelta, dD, dbias = step_input_grads(
+                LN2 * sum(gah[k] * A2[k] for k in range(n)), gB, d, u, dy,
+                lambda: _sigmoid(raw), t, cfg.length, Dskip, dD, dbias, cfg)
             row["du"], row["ddelta"] = du, ddelta
             stores.append((t, row, dB, dC))
             dA = [dA[k] + gah[k] * d for k in range(n)]
