@@ -593,9 +593,11 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
     step_of = jax.lax.broadcasted_iota(jnp.int32, (1, T), 1)                 # (1, T)
     fast = cfg.fast_math
 
-    def load(c, names=fields):
+    def load(c, names=fields, start=True):
+        """Chunk c's rows and (``start``) the state before it: saved by the forward (m = 1)
+        or put in the buffer by the sweep (m > 1)."""
         rows = _load_chunk_tiles(ins, names, c, T)
-        if names is fields:
+        if start:
             rows["start"] = ins["states"][c] if m == 1 else starts_ref[jax.lax.rem(c, m)]
         if delta_tile:
             rows["delta_tile"] = ins["delta"][pl.ds(c * T, T), :]
@@ -620,7 +622,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
         def advance(q, h):
             c = block * m + q
             starts_ref[q] = h
-            rows = load(c, ("u",) + ("delta",) * (not delta_tile) + ("B",))
+            rows = load(c, ("u",) + ("delta",) * (not delta_tile) + ("B",), start=False)
             for i, (d, _) in enumerate(chunk_deltas(rows, c, with_sig=False)):
                 h = step_state(h, d, rows["u"][i].astype(jnp.float32),
                                rows["B"][i].astype(jnp.float32), A2, fast)
