@@ -30,14 +30,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def triton_modules(variant, num_warps, length, batch=8, dim=1536, n=16, with_z=False,
                    segments=None, unroll=None, prefetch_bc=None, bwd_segments=None,
-                   forward_only=False, **layout):
+                   forward_only=False, dtype=jnp.bfloat16, **layout):
     """{kernel name: Triton IR text} for the forward and backward of one shape (with
-    ``forward_only``: the forward of an undifferentiated call, which saves no states)."""
+    ``forward_only``: the forward of an undifferentiated call, which saves no states), the
+    inputs u, delta, B, C (z) in ``dtype``."""
     from jax.experimental import pallas as pl
     from pallas_kernels.selective_scan import fused
     from pallas_kernels.selective_scan.testing import random_inputs
 
-    args = random_inputs(jax.random.PRNGKey(0), batch, length, dim, n, None, jnp.bfloat16,
+    args = random_inputs(jax.random.PRNGKey(0), batch, length, dim, n, None, dtype,
                          with_z=with_z)
     specs = [None if a is None else jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
     present = tuple(i for i, a in enumerate(args) if a is not None)
