@@ -41,7 +41,8 @@ def _variant_args(variant):
     backward cut into 3; a channel's states on 4 lanes; u, delta loaded 2 iterations ahead;
     delta on tiles of 4 steps (its shuffle lowered as inline PTX); the backward in one-warp
     programs of 16 channels (delta on a tile a chunk); the state saved every 4th chunk only
-    (the backward recomputing the starts between, behind a barrier)."""
+    (the backward recomputing the starts between, behind a barrier); dB, dC summed by
+    atomic adds in the kernel (bcatomic)."""
     name, *opts = variant.split("-")
     return dict(variant=name, segments=4 if "segments" in opts else None,
                 prefetch_bc=False if "bcatstep" in opts else None,
@@ -50,7 +51,8 @@ def _variant_args(variant):
                 delta_tile=True if "deltatile" in opts else None,
                 bwd_block_d=16 if "bwdwarp1" in opts else None,
                 bwd_num_warps=1 if "bwdwarp1" in opts else None,
-                state_every=4 if "stateevery4" in opts else None)
+                state_every=4 if "stateevery4" in opts else None,
+                bc_atomic=True if "bcatomic" in opts else None)
 
 
 CASES = [
@@ -73,7 +75,10 @@ CASES = [
                                                     ("cuda", "gpu", "hybrid-bwdsegments-bwdwarp1"),
                                                     ("cuda", "gpu",
                                                      "hybrid-bwdsegments-bwdwarp1-stateevery4"),
-                                                    ("cuda", "gpu", "tiles-stateevery4")])
+                                                    ("cuda", "gpu", "tiles-stateevery4"),
+                                                    ("cuda", "gpu",
+                                                     "hybrid-bwdsegments-bwdwarp1-bcatomic"),
+                                                    ("cuda", "gpu", "tiles-bcatomic")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
 def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
                                       dtype, with_optional):

@@ -384,6 +384,45 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
     _check_interpret(batch, length, dim, n, None, dtype, opts, True, True, layout)
 
 
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,layout", [
+    pytest.param(2, 37, 96, 4, 3, jnp.float32, (True, True, True),
+                 dict(variant="hybrid", bc_atomic=True, segments=1, bwd_segments=1,
+                      bwd_block_d=16, bwd_num_warps=1), id="hybrid-grouped3-2blocks"),
+    pytest.param(2, 53, 32, 16, None, jnp.float32, (True, False, True),
+                 dict(variant="hybrid", bc_atomic=True, bwd_segments=2, bwd_block_d=16,
+                      bwd_num_warps=1), id="hybrid-bwdseg2-w1-4blocks"),
+    pytest.param(1, 29, 12, 5, 2, jnp.bfloat16, (True, True, False),
+                 dict(variant="tiles", bc_atomic=True, block_d=2), id="bf16-tiles-grouped2"),
+])
+def test_bc_atomic_sums_db_dc_in_the_kernel_interpret(batch, length, dim, n, groups, dtype,
+                                                      opts, layout):
+    """bc_atomic: every channel block adds its dB, dC tiles into its group's (N, L) sum
+    (atomic adds into outputs aliased to zeros) instead of writing partials: values and
+    every gradient as the reference, with several blocks a group, grouped B, C and
+    backward segments."""
+    _check_interpret(batch, length, dim, n, groups, dtype, opts, True, True, layout)
+
+
+def test_bc_atomic_keeps_no_per_block_partials():
+    """With bc_atomic no (batch, D / bd, N, L) array is made: the largest dB, dC array in
+    the gradient's jaxpr is (batch, G, N, L)."""
+    batch, length, dim, n = 1, 64, 64, 16
+    args = random_inputs(jax.random.PRNGKey(2), batch, length, dim, n)
+
+    def shapes(**layout):
+        fn = lambda *a: jnp.sum(selective_scan_pallas(*a, delta_softplus=True, interpret=True,
+                                                      variant="hybrid", **layout))
+        return set(_array_shapes(jax.make_jaxpr(jax.grad(fn, argnums=(3, 4)))(*args).jaxpr))
+    lay = choose_layout(length, dim, n, 1, "gpu", True, variant="hybrid")
+    blocks = dim // (lay.bwd_block_d or lay.block_d)
+    partials = (batch, blocks, n, length)
+    assert blocks > 1 and partials in shapes()
+    atomic = shapes(bc_atomic=True)
+    assert partials not in atomic and (batch, 1, n, length) in atomic
+    with pytest.raises(ValueError, match="bc_atomic"):
+        choose_layout(length, dim, n, 1, "gpu", True, variant="lanes", bc_atomic=True)
+
+
 @pytest.mark.parametrize("variant,n", [("hybrid", 16), ("tiles", 64)])
 def test_states_every_n_over_t_chunks_keep_one_float_a_step_and_channel(variant, n):
     """With m = N / T the forward keeps (batch, L / N, N, D) states, one float a (t, d)
@@ -508,14 +547,18 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(dict(bwd_block_d=16, bwd_num_warps=1, bwd_segments=3), id="bwd-w1-seg3"),
     pytest.param(dict(split=4, segments=1, unroll=8, delta_tile=True, bwd_block_d=16,
                       bwd_num_warps=1, bwd_segments=3, state_every=4), id="states-every4-w1"),
-    pytest.param(dict(bwd_segments=2, state_every=2), id="states-every2")])
+    pytest.param(dict(bwd_segments=2, state_every=2), id="states-every2"),
+    pytest.param(dict(bc_atomic=True), id="bc-atomic"),
+    pytest.param(dict(bc_atomic=True, bwd_block_d=16, bwd_num_warps=1, bwd_segments=3),
+                 id="bc-atomic-w1-seg3")])
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,everything", GPU_CASES[:2])
 def test_segmented_layouts_compiled_gpu(batch, length, dim, n, groups, dtype, everything,
                                          layout):
     """The segmented forward and backward (hybrid) compiled, B, C loaded at their step, a
     channel's states on 2 or 4 lanes (delta on tiles of 2 or 4 steps, handed to the lanes by
     a warp shuffle), u, delta loaded 2 iterations ahead, the states saved every 2 or 4
-    chunks (the backward's buffer behind barriers): values, last state and gradients."""
+    chunks (the backward's buffer behind barriers), dB and dC added atomically into one sum a
+    group: values, last state and gradients."""
     args = random_inputs(jax.random.PRNGKey(length + n), batch, length, dim, n, groups, dtype,
                          *(everything,) * 3, for_softplus=everything)
     kwargs = dict(delta_softplus=everything, return_last_state=everything)

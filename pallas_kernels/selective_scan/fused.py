@@ -76,7 +76,9 @@ class Layout(NamedTuple):
     delta_tile: with split S, the lanes forward computes delta on (S, bd) tiles of S steps
     (see :func:`.lanes.fwd_kernel_lanes`); state_every: m, the forward saves the state
     before every m-th chunk only and the tiles backward recomputes the chunk starts between
-    (tiles, hybrid; see :func:`.kernel.bwd_kernel_tiles`).
+    (tiles, hybrid; see :func:`.kernel.bwd_kernel_tiles`); bc_atomic: the tiles backward
+    adds dB, dC into one (batch, G, N, L) sum by atomic adds instead of writing (batch,
+    D / bd, N, L) partials that XLA sums (tiles, hybrid).
     """
     platform: str
     interpret: bool
@@ -98,6 +100,7 @@ class Layout(NamedTuple):
     bwd_block_d: int = 0
     delta_tile: bool = False
     state_every: int = 1
+    bc_atomic: bool = False
 
     @property
     def state_stride(self):
@@ -155,7 +158,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
                   unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None,
                   row_ahead=None, split=None, delta_tile=None, bwd_block_d=None,
-                  bwd_num_warps=None, state_every=None):
+                  bwd_num_warps=None, state_every=None, bc_atomic=None):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
@@ -182,6 +185,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
     block's m chunks before walking them (variants tiles and hybrid). Default: N_pad / T
     for hybrid on the GPU (K = N_pad steps: one saved float a (t, d)), else 1.
+    ``bc_atomic`` (tiles, hybrid; default off): see :class:`Layout`.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -204,6 +208,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if (state_every or 1) > 1 and variant not in ("tiles", "hybrid"):
         raise ValueError(f"state_every={state_every} needs variant 'tiles' or 'hybrid' (the "
                          f"tiles backward recomputes the chunk starts), got {variant!r}")
+    if bc_atomic and variant not in ("tiles", "hybrid"):
+        raise ValueError(f"bc_atomic=True needs variant 'tiles' or 'hybrid' (the tiles "
+                         f"backward's dB, dC), got {variant!r}")
     if (bwd_block_d or bwd_num_warps) and variant != "hybrid":
         raise ValueError(f"bwd_block_d / bwd_num_warps need variant 'hybrid' (the tiles backward "
                          f"after the lanes forward), got {variant!r}")
@@ -312,7 +319,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   _round_up(width, max(bwd_block_d, block_d)), num_warps, variant, unroll,
                   bwd_num_warps or num_warps, segments,
                   True if prefetch_bc is None else bool(prefetch_bc), bwd_segments,
-                  row_ahead or 1, split, bwd_block_d, bool(delta_tile), state_every)
+                  row_ahead or 1, split, bwd_block_d, bool(delta_tile), state_every,
+                  bool(bc_atomic))
 
 
 def _bwd_layout(lay):
@@ -513,7 +521,7 @@ def _config(lay, length, opts, reverse_time=False):
                       fast_math=lay.platform == "gpu" and not lay.interpret,
                       prefetch_bc=lay.prefetch_bc, row_ahead=lay.row_ahead, split=lay.split,
                       masked=length % lay.time_block != 0, delta_tile=lay.delta_tile,
-                      state_every=lay.state_every)
+                      state_every=lay.state_every, bc_atomic=lay.bc_atomic)
 
 
 def _segment_config(cfg, lay, length_pad, P):
@@ -689,13 +697,26 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
         out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
         out_specs.append(seq_spec)
     bc_dims = (n, length_pad) if transposed else (length_pad, n)
-    partial_bc = jax.ShapeDtypeStruct((batch, n_blocks) + bc_dims, jnp.float32)
+    aliases = {}
+    if lay.bc_atomic:
+        # one (N, L) sum a (batch, group), every block of the group adding its tiles into it:
+        # outputs aliased to zeroed inputs (appended after the kernel's other inputs)
+        bc_sum = jax.ShapeDtypeStruct((batch, lay.groups) + bc_dims, jnp.float32)
+        n_in = len(in_specs)
+        extra = list(extra) + [jnp.zeros(bc_sum.shape, bc_sum.dtype)] * 2
+        in_specs += [spec("bc", rev)] * 2
+        aliases = {n_in: len(out_shape), n_in + 1: len(out_shape) + 1}
+        out_shape += [bc_sum, bc_sum]
+        out_specs += [spec("bc", rev)] * 2
+    else:
+        partial_bc = jax.ShapeDtypeStruct((batch, n_blocks) + bc_dims, jnp.float32)
+        out_shape += [partial_bc, partial_bc]
+        out_specs += [spec("partial_bc", rev)] * 2
     per_segment = (P,) if P > 1 else ()            # partial sums over time per segment
     partial_vec = jax.ShapeDtypeStruct((batch,) + per_segment + (1, dim_pad), jnp.float32)
     partial_state = jax.ShapeDtypeStruct((batch,) + per_segment + (n, dim_pad), jnp.float32)
-    out_shape += [partial_bc, partial_bc, partial_state, partial_vec, partial_vec]
-    out_specs += [spec("partial_bc", rev), spec("partial_bc", rev), spec("partial_state"),
-                  spec("partial_vec"), spec("partial_vec")]
+    out_shape += [partial_state, partial_vec, partial_vec]
+    out_specs += [spec("partial_state"), spec("partial_vec"), spec("partial_vec")]
     if lay.state_every > 1:          # the chunk-start buffer (bwd_kernel_tiles), dropped
         out_shape.append(jax.ShapeDtypeStruct(
             (batch, n_blocks) + per_segment + (lay.state_every, n, lay.block_d), jnp.float32))
@@ -708,12 +729,15 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
         scratch_shapes=_scratch(lay, [(n, lay.block_d), (n, lay.block_d),
                                       (1, lay.block_d), (1, lay.block_d)]),
         compiler_params=_compiler_params(lay, backward=True), interpret=lay.interpret,
-        name="selective_scan_bwd",
+        input_output_aliases=aliases, name="selective_scan_bwd",
     )(*args, dout, states, dlast, *extra))
     du, ddelta = res.pop(0), res.pop(0)
     dz = res.pop(0) if has_z else None
     dB_part, dC_part, dA_part, dD_part, dbias_part = res[:5]
-    dB, dC = _sum_group_blocks(dB_part, lay), _sum_group_blocks(dC_part, lay)
+    if not lay.bc_atomic:
+        dB, dC = _sum_group_blocks(dB_part, lay), _sum_group_blocks(dC_part, lay)
+    else:
+        dB, dC = dB_part, dC_part
     if transposed:                           # back to the (batch, G, L, N) layout of B, C
         dB, dC = jnp.swapaxes(dB, 2, 3), jnp.swapaxes(dC, 2, 3)
     dB, dC = dB.astype(B.dtype), dC.astype(C.dtype)
@@ -821,7 +845,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           time_block=None, variant=None, unroll=None, segments=None,
                           prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None,
                           delta_tile=None, bwd_block_d=None, bwd_num_warps=None,
-                          state_every=None):
+                          state_every=None, bc_atomic=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -850,7 +874,11 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         of hybrid's tiles backward; state_every: m, the forward saves the state before every
         m-th chunk only (m x less memory for the backward's residuals) and the tiles backward
         recomputes the chunk starts between (variants tiles and hybrid; default N_pad / T
-        for hybrid on the GPU, 1 elsewhere); see benchmarks/NOTES.md).
+        for hybrid on the GPU, 1 elsewhere); bc_atomic=True: the tiles backward adds its
+        dB, dC into one (batch, G, N, L) float32 sum by atomic adds (memory that does not
+        grow with D / block_d; the order of the adds varies, so dB, dC are not bitwise
+        reproducible; not yet timed on a GPU; benchmarks/NOTES.md v25); see
+        benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -868,7 +896,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                         prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
                         row_ahead=row_ahead, split=split, delta_tile=delta_tile,
                         bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps,
-                        state_every=state_every)
+                        state_every=state_every, bc_atomic=bc_atomic)
     length_pad = _padded_length(length, lay)
 
     def seq(x):

@@ -63,7 +63,9 @@ class ScanConfig:
     tiles backward, delta (bias, softplus, sigmoid) on a (T, bd) tile a chunk (see
     :func:`bwd_kernel_tiles`); state_every: m, the forward saves the state before every
     m-th chunk (every K = m T steps) and the tiles backward recomputes a block's m chunk
-    starts before walking it (see :func:`bwd_kernel_tiles`; 1: every chunk).
+    starts before walking it (see :func:`bwd_kernel_tiles`; 1: every chunk); bc_atomic:
+    the tiles backward adds its dB, dC tiles into one (N, L) sum a group by atomic adds
+    (outputs aliased to zeroed inputs ``dB_init``, ``dC_init``), not into partials a block.
     """
     length: int
     chunk: int
@@ -83,6 +85,7 @@ class ScanConfig:
     masked: bool = True
     delta_tile: bool = False
     state_every: int = 1
+    bc_atomic: bool = False
 
     @property
     def state_stride(self):
@@ -222,6 +225,7 @@ def input_names(cfg, backward=False):
     if backward:
         names += ["dout", "states", "dlast"]
         names += ["gparts", "gsums"] * (cfg.segments > 1)  # a segmented backward (tiles)
+        names += ["dB_init", "dC_init"] * cfg.bc_atomic      # aliased to dB, dC (tiles)
     return names
 
 
@@ -513,6 +517,16 @@ def _block_sync(cfg):
         pltriton.debug_barrier()
 
 
+def _store_bc_tile(ref, c, T, tile, cfg):
+    """Chunk c's (N, T) tile of dB or dC: stored into this block's partials, or with
+    cfg.bc_atomic added into its group's sum (other programs add into the same columns)."""
+    if cfg.bc_atomic:
+        from jax.experimental.pallas import triton as pltriton
+        pltriton.atomic_add(ref, (slice(None), pl.ds(c * T, T)), tile)
+    else:
+        ref[:, pl.ds(c * T, T)] = tile
+
+
 def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
     """Forward of one (batch, channel block), every per-step value 2-D (see above).
 
@@ -689,8 +703,8 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
         for name in stores[0]:
             ref = row_refs[name]
             ref[pl.ds(c * T, T), :] = _gather_rows([r[name] for r in stores]).astype(ref.dtype)
-        dB_ref[:, pl.ds(c * T, T)] = dB_tile
-        dC_ref[:, pl.ds(c * T, T)] = dC_tile
+        _store_bc_tile(dB_ref, c, T, dB_tile, cfg)
+        _store_bc_tile(dC_ref, c, T, dC_tile, cfg)
         return g, dA, dD, dbias, nxt
 
     zeros_v = jnp.zeros((1,) + A.shape[1:], jnp.float32)
