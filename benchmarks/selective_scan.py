@@ -333,8 +333,9 @@ def bench_times(lengths, out_dir, anchor, floors, reps, inner, impls, xla_max=No
 
 def time_impl(impl, mode, args, anchor, reps, inner, warmup=3):
     if impl.startswith("ours"):
-        fwd = ours_fwd(**kwargs_of(impl))
-        ours = functools.partial(selective_scan_pallas, delta_softplus=True, **kwargs_of(impl))
+        kwargs = kwargs_of(impl)
+        fwd = ours_fwd(**kwargs)
+        ours = functools.partial(selective_scan_pallas, delta_softplus=True, **kwargs)
         if mode == "bwd":
             pull = vjp_of(ours, args)
             return time_jax(pull, fwd(*args), reps=reps, inner=inner, warmup=warmup)

@@ -37,6 +37,7 @@ __all__ = ["selective_scan_pallas", "Layout", "choose_layout"]
 PLATFORMS = ("gpu", "tpu")
 VARIANTS = ("v2", "tiles", "lanes", "hybrid")
 GPU_ONLY_VARIANTS = ("tiles", "lanes", "hybrid")
+TILES_BACKWARD = ("tiles", "hybrid")        # the variants whose backward is bwd_kernel_tiles
 # (forward kernel, backward kernel) of each variant; "hybrid": the lanes forward, the tiles
 # backward (the backward reads the chunk-start states the lanes forward saves every T steps).
 KERNELS = {"v2": (fwd_kernel, bwd_kernel), "tiles": (fwd_kernel_tiles, bwd_kernel_tiles),
@@ -205,12 +206,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"variant={variant!r} has only the GPU (Triton) layout")
     if state_every is not None and (not isinstance(state_every, int) or state_every < 1):
         raise ValueError(f"state_every must be a positive int, got {state_every!r}")
-    if (state_every or 1) > 1 and variant not in ("tiles", "hybrid"):
-        raise ValueError(f"state_every={state_every} needs variant 'tiles' or 'hybrid' (the "
-                         f"tiles backward recomputes the chunk starts), got {variant!r}")
-    if bc_atomic and variant not in ("tiles", "hybrid"):
-        raise ValueError(f"bc_atomic=True needs variant 'tiles' or 'hybrid' (the tiles "
-                         f"backward's dB, dC), got {variant!r}")
+    for name, value, used in (("state_every", state_every, (state_every or 1) > 1),
+                              ("bc_atomic", bc_atomic, bool(bc_atomic))):
+        if used and variant not in TILES_BACKWARD:
+            raise ValueError(f"{name}={value!r} needs variant 'tiles' or 'hybrid' (an option "
+                             f"of the tiles backward), got {variant!r}")
     if (bwd_block_d or bwd_num_warps) and variant != "hybrid":
         raise ValueError(f"bwd_block_d / bwd_num_warps need variant 'hybrid' (the tiles backward "
                          f"after the lanes forward), got {variant!r}")
@@ -313,7 +313,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if max(stride, unroll) % min(stride, unroll):
         raise ValueError(f"unroll={unroll} and chunk x state_every={stride} must divide one "
                          f"another")
-    if variant in ("tiles", "hybrid") and chunk & (chunk - 1):
+    if variant in TILES_BACKWARD and chunk & (chunk - 1):
         raise ValueError(f"variant={variant!r} needs a power-of-two chunk, got {chunk}")
     return Layout(platform, bool(interpret), block_d, chunk, time_block, n_pad, groups,
                   _round_up(width, max(bwd_block_d, block_d)), num_warps, variant, unroll,

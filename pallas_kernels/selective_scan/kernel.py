@@ -35,6 +35,7 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 
 LOG2E = math.log2(math.e)
 LN2 = math.log(2.0)
@@ -96,7 +97,6 @@ class ScanConfig:
 def _ptx(asm, *args):
     """One float32 PTX instruction applied elementwise (compiled Triton only); the arguments
     (arrays or scalars) are broadcast to one shape."""
-    from jax.experimental.pallas import triton as pltriton
     shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in args))
     args = [jnp.broadcast_to(jnp.asarray(x, jnp.float32), shape) for x in args]
     return pltriton.elementwise_inline_asm(
@@ -513,7 +513,6 @@ def _block_sync(cfg):
     marks it): the tiles backward's chunk-start buffer is stored and loaded in layouts the
     compiler picks, so a lane may load what another stored. The interpreter runs in order."""
     if cfg.fast_math:
-        from jax.experimental.pallas import triton as pltriton
         pltriton.debug_barrier()
 
 
@@ -521,7 +520,6 @@ def _store_bc_tile(ref, c, T, tile, cfg):
     """Chunk c's (N, T) tile of dB or dC: stored into this block's partials, or with
     cfg.bc_atomic added into its group's sum (other programs add into the same columns)."""
     if cfg.bc_atomic:
-        from jax.experimental.pallas import triton as pltriton
         pltriton.atomic_add(ref, (slice(None), pl.ds(c * T, T)), tile)
     else:
         ref[:, pl.ds(c * T, T)] = tile
