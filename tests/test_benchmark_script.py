@@ -14,7 +14,8 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
            "--sections", "check,time,sweep,dispatch", "--no-anchor", "--impls", "ours,xla",
            "--batch", "1", "--dim", "32", "--lengths", "16", "--sweep-length", "16",
-           "--sweep", "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1",
+           "--sweep", "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1,"
+           "default:state_every=1",
            "--sweep-z", "--dtypes", "f32", "--reps", "1", "--inner", "1",
            "--modes", "fwd,fwd+z,bwd,step",
            "--out", str(tmp_path)]
@@ -36,7 +37,9 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     times = by_section["time"]
     assert {r["mode"] for r in times} == {"fwd", "fwd+z", "bwd", "step"}
     assert all(r["ours_ms"] > 0 and r["xla_ms"] > 0 for r in times)
-    sweep, split = by_section["sweep"]
+    sweep, split, default = by_section["sweep"]
+    assert default["variant"] == "default" and default["state_every"] == 1
+    assert "error" not in default and default["bwd_ms"] > 0   # the library's own variant
     assert sweep["variant"] == "hybrid" and sweep["fwd_ms"] > 0 and sweep["bwd_ms"] > 0
     assert (sweep["block_d"], sweep["num_warps"], sweep["chunk"]) == (32, 1, 4)
     assert (split["split"], split["segments"], split["row_ahead"], split["delta_tile"]) == (

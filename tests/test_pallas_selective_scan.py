@@ -426,8 +426,8 @@ def test_bc_atomic_keeps_no_per_block_partials():
 @pytest.mark.parametrize("variant,n", [("hybrid", 16), ("tiles", 64)])
 def test_states_every_n_over_t_chunks_keep_one_float_a_step_and_channel(variant, n):
     """With m = N / T the forward keeps (batch, L / N, N, D) states, one float a (t, d)
-    whatever N, where m = 1 keeps (batch, L / T, N, D) (hybrid's default is m = N / T,
-    tiles' m = 1); the backward's chunk-start
+    whatever N, where m = 1 keeps (batch, L / T, N, D) (the default is m = N / T where
+    hybrid's backward programs are one warp, else m = 1); the backward's chunk-start
     buffer (batch, D / bd, m, N, bd) does not grow with L. At N 16 nothing in the gradient
     is larger than batch x L x D. (The tiles backward's dB, dC partials, (batch, D / bd, N,
     L), are the other term that grows with N: 4 L D at N 64, bd 16.)"""
@@ -444,7 +444,10 @@ def test_states_every_n_over_t_chunks_keep_one_float_a_step_and_channel(variant,
     every_k, every_t = (batch, length // n, n, dim), (batch, length // chunk, n, dim)
     assert every_k in sparse and every_t not in sparse
     assert every_t in dense
-    assert shapes() == (sparse if variant == "hybrid" else dense)
+    assert shapes() == dense        # two-warp backward programs (this size): m = 1 by default
+    if variant == "hybrid":         # one-warp backward programs: m = N / T by default
+        assert shapes(bwd_block_d=16, bwd_num_warps=1) == shapes(
+            state_every=n // chunk, bwd_block_d=16, bwd_num_warps=1)
     if n == 16:
         assert max(math.prod(s) for s in sparse) <= batch * length * dim
 
@@ -455,6 +458,19 @@ def test_states_every_n_over_t_chunks_keep_one_float_a_step_and_channel(variant,
 def test_state_every_refused_where_no_backward_recomputes(platform, extra):
     with pytest.raises(ValueError, match="state_every"):
         choose_layout(64, 32, 16, 1, platform, True, **extra)
+
+
+def test_state_every_default_follows_the_backward_layout():
+    """hybrid saves its state every N_pad steps where the backward runs one-warp programs
+    (batch 8: the training step +1-5%, memory -32%), every chunk where it runs two-warp
+    programs (batch 1: the recomputed starts cost the backward +40%, run 51)."""
+    wide = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=8)
+    assert (wide.bwd_num_warps, wide.state_every) == (1, 16 // wide.chunk)
+    for batch in (1, 4):
+        lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=batch)
+        assert (lay.bwd_num_warps, lay.state_every) == (2, 1)
+    assert choose_layout(4096, 1536, 64, 1, "gpu", False, batch=8).state_every == 1   # tiles
+    assert choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1, state_every=4).state_every == 4
 
 
 def test_state_every_rounds_the_time_block():

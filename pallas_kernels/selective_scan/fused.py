@@ -185,7 +185,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
     block's m chunks before walking them (variants tiles and hybrid). Default: N_pad / T
-    for hybrid on the GPU (K = N_pad steps: one saved float a (t, d)), else 1.
+    for hybrid on the GPU where its backward programs are one warp (K = N_pad steps: one
+    saved float a (t, d)), else 1.
     ``bc_atomic`` (tiles, hybrid; default off): see :class:`Layout`.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
@@ -269,11 +270,14 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # v23; at N 32, T 4 spills 100 bytes and still ran faster than T 2)
         chunk = chunk or (2 if n_pad == 128 else 4)
     if state_every is None:
-        # hybrid: the state saved every N_pad steps (m = N_pad / T, one float a (t, d) at
-        # N = 16: run 48, the training step +1%, memory -32%); tiles (N > 16) and the other
-        # variants every chunk (its buffer of m chunk starts grows as N^2 / T a channel)
-        state_every = (max(1, n_pad // chunk) if variant == "hybrid" and platform == "gpu"
-                       else 1)
+        # hybrid with one-warp backward programs (many programs, e.g. batch 8): the state
+        # saved every N_pad steps (m = N_pad / T, one float a (t, d) at N = 16: runs 48, 50,
+        # the training step +1% to +5%, memory -32%). With two-warp programs (few, e.g.
+        # batch 1) the recomputed chunk starts cost the backward +40% (run 51), so there, in
+        # tiles (N > 16; its buffer of m chunk starts grows as N^2 / T a channel) and in the
+        # other variants the state is saved every chunk.
+        one_warp_bwd = variant == "hybrid" and bwd_num_warps == 1
+        state_every = max(1, n_pad // chunk) if one_warp_bwd and platform == "gpu" else 1
     programs = batch * groups * -(-width // block_d)
     # the backward's time segments as for 32-channel programs (its one-warp 16-channel
     # layout ran best with the same P: batch 8 L 4096, run 38)
