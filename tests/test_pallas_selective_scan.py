@@ -473,6 +473,25 @@ def test_state_every_default_follows_the_backward_layout():
     assert choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1, state_every=4).state_every == 4
 
 
+def test_tiles_chunk_follows_n_and_the_input_width():
+    """The tiles chunk T: 4, but 2 at N_pad 128 and at N_pad 32 with float32 inputs (where
+    T 4 spilled and ran slower, run 53); selective_scan_pallas passes the inputs' width on:
+    the states the forward saves for the backward are (batch, L / T, N, D)."""
+    def chunk(n, **kw):
+        return choose_layout(4096, 1536, n, 1, "gpu", False, batch=8, **kw).chunk
+    assert (chunk(32), chunk(32, wide_inputs=True), chunk(64, wide_inputs=True)) == (4, 2, 4)
+    assert chunk(128) == chunk(128, wide_inputs=True) == 2
+    batch, length, dim, n = 1, 32, 16, 32
+
+    def saved_states(dtype):
+        args = random_inputs(jax.random.PRNGKey(0), batch, length, dim, n, dtype=dtype)
+        fn = lambda *a: jnp.sum(selective_scan_pallas(*a, delta_softplus=True, platform="gpu",
+                                                      interpret=True).astype(jnp.float32))
+        shapes = set(_array_shapes(jax.make_jaxpr(jax.grad(fn))(*args).jaxpr))
+        return [T for T in (2, 4) if (batch, length // T, n, dim) in shapes]
+    assert saved_states(jnp.float32) == [2] and saved_states(jnp.bfloat16) == [4]
+
+
 def test_state_every_rounds_the_time_block():
     lay = choose_layout(100, 32, 16, 1, "gpu", True, state_every=4, segments=1, bwd_segments=1)
     assert lay.state_every == 4 and lay.time_block % (lay.chunk * 4) == 0

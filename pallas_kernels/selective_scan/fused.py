@@ -159,8 +159,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
                   unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None,
                   row_ahead=None, split=None, delta_tile=None, bwd_block_d=None,
-                  bwd_num_warps=None, state_every=None, bc_atomic=None):
+                  bwd_num_warps=None, state_every=None, bc_atomic=None, wide_inputs=False):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
+    ``wide_inputs``: float32 sequence inputs (u, delta, B, C), which take more registers.
 
     GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
     program, the forward walking 2 or 4 steps a loop iteration (see below); T = 4 (hybrid) or
@@ -267,8 +268,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # T = 8 spilled in the tiles backward at every N (ptxas, sm_90, batch 8 L 4096 bf16:
         # 348 to 1204 bytes a thread; backward 3x slower at N 64, run 49); T = 4 fits but at
         # N_pad 128 (926 bytes), where T = 2 does and ran 2.5x faster (benchmarks/NOTES.md
-        # v23; at N 32, T 4 spills 100 bytes and still ran faster than T 2)
-        chunk = chunk or (2 if n_pad == 128 else 4)
+        # v23). At N 32, T 4 spills 100 bytes and still ran faster than T 2 with bf16 inputs
+        # (5.91 against 6.77 ms, run 49); with float32 inputs it spills 208 and ran slower
+        # (7.84 against 6.91 ms, run 53), so T = 2 there.
+        chunk = chunk or (2 if n_pad == 128 or (n_pad == 32 and wide_inputs) else 4)
     if state_every is None:
         # hybrid with one-warp backward programs (many programs, e.g. batch 8): the state
         # saved every N_pad steps (m = N_pad / T, one float a (t, d) at N = 16: runs 48, 50,
@@ -900,7 +903,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                         prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
                         row_ahead=row_ahead, split=split, delta_tile=delta_tile,
                         bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps,
-                        state_every=state_every, bc_atomic=bc_atomic)
+                        state_every=state_every, bc_atomic=bc_atomic,
+                        wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)))
     length_pad = _padded_length(length, lay)
 
     def seq(x):
