@@ -167,8 +167,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     program, the forward walking 2 or 4 steps a loop iteration (see below); T = 4 (hybrid) or
     32 / N_pad (lanes). Variant "tiles" (the default above N = 16) or "v2": block_d =
     min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32 state of at most
-    1024 values), T = 4 steps a chunk (2 at N_pad 128: the T recomputed states of the
-    backward in its registers without spills), 2 warps (4 from 1024 state values). The
+    1024 values), T = 4 steps a chunk (2 at N_pad 128, and at N_pad 32 with ``wide_inputs``:
+    the T recomputed states of the backward in its registers without spills), 2 warps (4 from 1024 state values). The
     sweeps behind these are in benchmarks/NOTES.md.
     The lanes forward (lanes, hybrid) is cut into P time segments (see
     :func:`_forward_segmented`): the smallest power of two P giving batch x D / 32 x P >=
@@ -881,7 +881,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         of hybrid's tiles backward; state_every: m, the forward saves the state before every
         m-th chunk only (m x less memory for the backward's residuals) and the tiles backward
         recomputes the chunk starts between (variants tiles and hybrid; default N_pad / T
-        for hybrid on the GPU, 1 elsewhere); bc_atomic=True: the tiles backward adds its
+        for hybrid on the GPU where its backward programs are one warp, e.g. batch 8, 1
+        elsewhere); bc_atomic=True: the tiles backward adds its
         dB, dC into one (batch, G, N, L) float32 sum by atomic adds (memory that does not
         grow with D / block_d; the order of the adds varies, so dB, dC are not bitwise
         reproducible; not yet timed on a GPU; benchmarks/NOTES.md v25); see
