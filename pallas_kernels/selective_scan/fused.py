@@ -168,8 +168,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     32 / N_pad (lanes). Variant "tiles" (the default above N = 16) or "v2": block_d =
     min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32 state of at most
     1024 values), T = 4 steps a chunk (2 at N_pad 128, and at N_pad 32 with ``wide_inputs``:
-    the T recomputed states of the backward in its registers without spills), 2 warps (4 from 1024 state values). The
-    sweeps behind these are in benchmarks/NOTES.md.
+    the T recomputed states of the backward in its registers without spills), 2 warps (4
+    from 1024 state values). The sweeps behind these are in benchmarks/NOTES.md.
     The lanes forward (lanes, hybrid) is cut into P time segments (see
     :func:`_forward_segmented`): the smallest power of two P giving batch x D / 32 x P >=
     SEGMENT_PROGRAMS programs, at most MAX_SEGMENTS, with segments of at least MIN_SEGMENT
