@@ -120,10 +120,12 @@ def variant_kwargs(v):
     """selective_scan_pallas keyword arguments for a --variants entry: a sweep point
     (:func:`parse_point`, e.g. "tiles", "hybrid:state_every=4"); the name "default" is the
     library's own variant (``variant=None``), with any options given after it."""
-    layout = parse_point(v)
-    if layout["variant"] == "default":
-        del layout["variant"]
-    return layout
+    return library_kwargs(parse_point(v))
+
+
+def library_kwargs(layout):
+    """A parsed point's selective_scan_pallas kwargs: variant "default" is ``variant=None``."""
+    return {k: v for k, v in layout.items() if not (k == "variant" and v == "default")}
 
 
 def kwargs_of(impl):
@@ -467,8 +469,7 @@ def sweep(out_dir, length, reps, inner, points=None, backward=True, anchor=None,
     points = points or [dict(zip(SWEEP_FIELDS, x), variant=v) for x in SWEEP for v in VARIANTS]
     for layout in points:
         row = dict(section="sweep", L=length, batch=args[0].shape[0], **layout)
-        if layout.get("variant") == "default":       # the library's own choice
-            layout = {k: v for k, v in layout.items() if k != "variant"}
+        layout = library_kwargs(layout)                  # "default": the library's choice
         try:
             fwd = ours_fwd(**layout)
             row["rel_err_fwd"] = rel_err(fwd(*args), ref)

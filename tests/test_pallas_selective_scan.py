@@ -547,6 +547,7 @@ GPU_CASES = [
     pytest.param(2, 1000, 200, 16, None, jnp.float32, True, id="f32-all"),
     pytest.param(3, 257, 96, 16, 4, jnp.bfloat16, True, id="bf16-grouped-Lprime-all"),
     pytest.param(1, 61, 48, 64, None, jnp.float32, False, id="f32-N64-plain"),
+    pytest.param(1, 61, 48, 32, None, jnp.float32, False, id="f32-N32-plain"),   # tiles T 2
     pytest.param(2, 1, 24, 7, None, jnp.float32, False, id="L1-N7-plain"),
 ]
 
