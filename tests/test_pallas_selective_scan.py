@@ -111,10 +111,16 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
     pytest.param(2, 50, 32, 16, None, jnp.bfloat16, True, dict(segments=2), id="bf16-2seg"),
     pytest.param(2, 21, 40, 6, 2, jnp.float32, True, dict(segments=3, chunk=2, unroll=2,
                                                           row_ahead=3), id="3seg-rows3ahead"),
+    # pass 1 as fine as pass 2 (the default here is twice as fine), and 4x as fine
+    pytest.param(2, 21, 40, 6, 2, jnp.float32, True,
+                 dict(segments=3, end_segments=3, chunk=2, unroll=2), id="3seg-ends3"),
+    pytest.param(1, 37, 16, 4, None, jnp.float32, True, dict(segments=2, end_segments=8),
+                 id="2seg-ends8-Lprime"),
 ])
 def test_segmented_forward_interpret(batch, length, dim, n, groups, dtype, softplus, layout):
-    """Time cut into segments run in parallel (pass 1: end states from zero; combine; pass 2
-    from the true states): the same outputs, last state and gradients as the reference."""
+    """Time cut into segments run in parallel (pass 1: end states from zero, on end_segments
+    segments; the link kernel; pass 2 from the true states): the same outputs, last state
+    and gradients as the reference."""
     _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), softplus, True,
                      layout)
 
@@ -224,6 +230,35 @@ def test_backward_block_and_warps():
         choose_layout(64, 32, 16, 1, "gpu", False, bwd_num_warps=3)
 
 
+@pytest.mark.parametrize("batch,parts,n,dim,every", [(1, 6, 16, 64, 1), (2, 6, 8, 40, 2),
+                                                     (1, 9, 4, 16, 3)])
+def test_link_kernel_matches_a_loop(batch, parts, n, dim, every):
+    """The state entering each segment from a first pass's parts, against a plain loop:
+    forward h_{q+1} = exp(A s_q) h_q + e_q from 0, every ``every``-th kept; backward
+    g_q = exp(A s_q) g_{q+1} + e_q from dlast, all kept."""
+    from pallas_kernels.selective_scan.fused import _link_call
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    A_T = -jnp.exp(jax.random.normal(keys[0], (n, dim)))
+    e = jax.random.normal(keys[1], (batch, parts, n, dim))
+    s = jax.random.uniform(keys[2], (batch, parts, 1, dim), maxval=2.0)
+    dlast = jax.random.normal(keys[3], (batch, n, dim))
+    lay = choose_layout(64, dim, n, 1, "gpu", True)
+    decay = np.exp(np.asarray(A_T)[None, None] * np.asarray(s))          # (batch, Q, N, D)
+    h, want = np.zeros((batch, n, dim), np.float32), [np.zeros((batch, n, dim))]
+    for q in range(parts):
+        h = decay[:, q] * h + np.asarray(e)[:, q]
+        if (q + 1) % every == 0:
+            want.append(h)
+    got = _link_call(lay, A_T, e, s, every=every)
+    np.testing.assert_allclose(got, np.stack(want, 1), rtol=1e-5, atol=1e-5)
+    g, want = np.asarray(dlast), [np.asarray(dlast)]
+    for q in reversed(range(parts)):
+        g = decay[:, q] * g + np.asarray(e)[:, q]
+        want.insert(0, g)
+    got = _link_call(lay, A_T, e, s, first=dlast)
+    np.testing.assert_allclose(got, np.stack(want, 1), rtol=1e-5, atol=1e-5)
+
+
 def test_segments_need_the_lanes_forward():
     args = random_inputs(jax.random.PRNGKey(0), 1, 5, 4, 2)
     with pytest.raises(ValueError, match="segments"):
@@ -273,6 +308,15 @@ def test_default_segments_from_batch_dim_and_length():
     assert layout(16384, 1536, 1, segments=1).bwd_segments == 32
     assert layout(200, 1536, 1).bwd_segments == 1
     assert layout(4096, 1536, 8, bwd_segments=1).bwd_segments == 1
+    # pass 1 of the segmented forward twice as fine where 2 P x programs <= END_PROGRAMS
+    assert (layout(4096, 1536, 1).segments, layout(4096, 1536, 1).end_segments) == (32, 64)
+    assert layout(4096, 1536, 2).end_segments == 32      # 96 programs x 64 > 3072: P
+    assert layout(4096, 1536, 8).end_segments == 1       # unsegmented
+    assert layout(4096, 1536, 1, end_segments=32).end_segments == 32
+    with pytest.raises(ValueError, match="end_segments"):
+        layout(4096, 1536, 1, end_segments=48)
+    with pytest.raises(ValueError, match="end_segments"):
+        layout(4096, 1536, 8, end_segments=2)
     assert layout(4096, 1536, 8, variant="lanes").bwd_segments == 1
 
 
@@ -570,6 +614,8 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
 @pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
 @pytest.mark.parametrize("layout", [
     pytest.param(dict(segments=2), id="seg2"), pytest.param(dict(segments=5), id="seg5"),
+    pytest.param(dict(segments=3, end_segments=3), id="seg3-ends3"),
+    pytest.param(dict(segments=2, end_segments=8), id="seg2-ends8"),
     pytest.param(dict(bwd_segments=3), id="bwdseg3"),
     pytest.param(dict(prefetch_bc=False), id="bcatstep"),
     pytest.param(dict(split=2, segments=1), id="split2"),

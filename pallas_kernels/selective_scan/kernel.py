@@ -163,23 +163,59 @@ def past_length(x, t, limit, cfg):
     return jnp.where(t < limit, x, 0.0) if cfg.masked else x
 
 
-LINK_AHEAD = 4     # segment parts a link loads ahead of their use
+LINK_AHEAD = 4     # segment parts the link kernel loads ahead of their use
 
 
-def link_segments(count, load, step, state):
-    """``state <- step(state, load(i))`` for i = 0 .. count - 1 (a dynamic count), the load
-    of part i + LINK_AHEAD issued while part i is linked (the loads travel in the loop carry;
-    ``load`` must clamp its index, as parts past count - 1 are loaded and never used).
+def link_kernel(*refs, every: int, reverse: bool, fast: bool):
+    """The state entering each time segment of a segmented pass, one (batch, channel block)
+    a program, from what a first pass computed on each segment alone (from a zero state):
+    its part e_q (N, bd) and its sum of delta s_q (1, bd) (the segment's decay is
+    exp(A s_q)). With Q parts:
 
-    Linking the time segments of a segmented pass is a few dependent instructions a part;
-    with each part loaded at its use, the program with the most parts paid one load latency
-    a part in a row before its first step (run 27: the batch-1 L 4096 forward's pass 2 took
-    80 us against pass 1's 53)."""
+        forward  (``reverse`` False)  h_0 = 0,         h_{q+1} = exp(A s_q) h_q + e_q
+                 e_q: the end state of segment q;  out[i] = h_{i every}, i = 0 .. Q / every
+        backward (``reverse`` True)   g_Q = dlast,     g_q = exp(A s_q) g_{q+1} + e_q
+                 e_q: the adjoint segment q + 1 hands back; out[q] = g_q, q = 0 .. Q
+
+    Refs: A (N, bd) float32, [dlast (N, bd) with ``reverse``], parts (Q, N, bd), sums
+    (Q, 1, bd); out (Q / every + 1, N, bd). ``every`` > 1 (forward only): the first pass cut
+    time finer than the second, which starts at every ``every``-th of its segments.
+
+    A link is a few dependent instructions a state (an exp2 off the chain, one FMA on it),
+    so the parts are loaded LINK_AHEAD groups ahead of their use (in the loop carry). Run
+    apart from the passes, the serial walk over the Q parts is paid once a (batch, channel
+    block), not by every segment's program before its first step (the last one walked all
+    Q, ~a fifth of its 128 steps at batch 1 L 4096: benchmarks/NOTES.md v27).
+    """
+    if reverse:
+        A_ref, first_ref, parts_ref, sums_ref, out_ref = refs
+    else:
+        A_ref, parts_ref, sums_ref, out_ref = refs
+        first_ref = None
+    assert not reverse or every == 1, "the backward links every segment"
+    A2 = A_ref[...].astype(jnp.float32) * LOG2E
+    count = parts_ref.shape[0] // every          # groups of ``every`` parts
+
+    def index(i):                                # part index of group i (clamped: loaded ahead)
+        i = jnp.minimum(i, count - 1)
+        return count - 1 - i if reverse else i * every
+
+    def load(i):
+        q = index(i)
+        return [(sums_ref[q + k], parts_ref[q + k]) for k in range(every)]
+
     def body(i, carry):
         state, queue = carry
-        return step(state, queue[0]), queue[1:] + [load(i + LINK_AHEAD)]
+        for dsum, part in queue[0]:
+            state = _fma(_exp2(dsum * A2, fast), state, part, fast)
+        out_ref[index(i) if reverse else i + 1] = state
+        return state, queue[1:] + [load(i + LINK_AHEAD)]
+
+    state = (first_ref[...].astype(jnp.float32) if reverse
+             else jnp.zeros(A2.shape, jnp.float32))
+    out_ref[count if reverse else 0] = state
     queue = [load(i) for i in range(LINK_AHEAD)]
-    return jax.lax.fori_loop(0, count, body, (state, queue))[0]
+    jax.lax.fori_loop(0, count, body, (state, queue))
 
 
 def _load_chunk(ins, names, c, T):
@@ -224,7 +260,6 @@ def input_names(cfg, backward=False):
     names += ["D"] * cfg.has_D + ["z"] * cfg.has_z + ["bias"] * cfg.has_bias
     if backward:
         names += ["dout", "states", "dlast"]
-        names += ["gparts", "gsums"] * (cfg.segments > 1)  # a segmented backward (tiles)
         names += ["dB_init", "dC_init"] * cfg.bc_atomic      # aliased to dB, dC (tiles)
     return names
 
@@ -706,19 +741,9 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
         return g, dA, dD, dbias, nxt
 
     zeros_v = jnp.zeros((1,) + A.shape[1:], jnp.float32)
+    # the adjoint entering the program's time from the right: the last state's cotangent,
+    # or with segments the one entering this segment (link_kernel, from pass 1's parts)
     g = ins["dlast"][...].astype(jnp.float32)
-    if cfg.segments > 1:
-        # The adjoint entering this segment from the right: dlast carried back over the
-        # later segments s = P-1 .. segment+1, g <- exp2(A2 dsum_s) g + gpart_s (gpart_s: the
-        # adjoint segment s leaves from a zero start, pass 1; stored at index s - 1).
-        def load_part(i):
-            q = jnp.maximum(cfg.segments - 2 - i, 0)
-            return ins["gsums"][q], ins["gparts"][q]
-
-        def link(g, part):
-            gsum, gpart = part
-            return _fma(_exp2(gsum * A2, fast), g, gpart, fast)
-        g = link_segments(cfg.segments - 1 - segment, load_part, link, g)
     init = (g, jnp.zeros(A.shape, jnp.float32), zeros_v, zeros_v)
     if m > 1:                                # the last block's chunk starts
         sweep(n_chunks // m - 1)

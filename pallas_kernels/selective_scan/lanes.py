@@ -35,7 +35,7 @@ from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigmoid, _split_refs,
                                                   _step_delta, backward_refs, gate_dy, gate_grads,
-                                                  input_names, link_segments,
+                                                  input_names,
                                                   step_input_grads, step_output, tile_row)
 
 
@@ -163,29 +163,12 @@ def _gate_tile(ys, ztile, S):
     return tile * zt * _sigmoid(zt)
 
 
-def _segment_start(ins, A2, p, lanes, fast):
-    """The state before segment p of a segmented forward, from the end states of segments
-    0 .. p-1 run from zero (pass 1): h = 0, then h <- exp2(A2 dsum_q) h + end_q for q < p
-    (:func:`.kernel.link_segments`: the end states loaded ahead)."""
-    last = ins["dsums"].shape[0] - 1
-
-    def load(q):
-        q = jnp.minimum(q, last)
-        return lanes.vec(ins["dsums"], q), lanes.states(ins["ends"], q)
-
-    def link(h, part):
-        dsum, ends = part
-        return [_fma(_exp2(dsum * A2[j], fast), h[j], ends[j], fast) for j in range(lanes.J)]
-    zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    return link_segments(p, load, link, [zeros] * lanes.J)
-
-
 def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False):
     """Forward of one (batch, channel block[, time segment]), S = cfg.split lanes a channel.
 
     Inputs (kernel view): u, delta, z (Lp, bd); A (N, bd) float32; B, C (Lp, N) float32; D,
-    bias (1, bd); with ``cfg.segments`` = P > 1 also the end states (P-1, N, bd) and the
-    delta sums (P-1, 1, bd) of pass 1, from which the program links its segment's start state.
+    bias (1, bd); with ``cfg.segments`` = P > 1 also the state entering the program's
+    segment, start (N, bd) (linked from pass 1's end states by :func:`.kernel.link_kernel`).
     Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state before every
     K-th step, K = cfg.state_stride: T = cfg.chunk times cfg.state_every); last (N, bd).
     Every N axis is (S, J) for S > 1 (:class:`Lanes`).
@@ -210,7 +193,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     """
     assert not cfg.carry, "the lanes variant has no TPU layout"
     segmented = cfg.segments > 1
-    names = input_names(cfg) + ["ends", "dsums"] * (segmented and not end_state_only)
+    names = input_names(cfg) + ["start"] * (segmented and not end_state_only)
     ins = _split_refs(refs, names)
     rest = refs[len(names):]
     if end_state_only:
@@ -306,7 +289,7 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         return h, dsum, queue
 
     zeros = jnp.zeros(A2[0].shape, jnp.float32)
-    h0 = _segment_start(ins, A2, segment, lanes, fast) if "ends" in ins else [zeros] * J
+    h0 = lanes.states(ins["start"]) if "start" in ins else [zeros] * J
     queue = [[_load_step(ins, fields_at(i), iteration(r) + i, lanes, ahead_bc if r == 0 else ())
               for i in range(U)] for r in range(R)]
     dsum0 = zeros if delta_tile else lanes.zero_row(zeros.shape[-1])
