@@ -111,16 +111,11 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
     pytest.param(2, 50, 32, 16, None, jnp.bfloat16, True, dict(segments=2), id="bf16-2seg"),
     pytest.param(2, 21, 40, 6, 2, jnp.float32, True, dict(segments=3, chunk=2, unroll=2,
                                                           row_ahead=3), id="3seg-rows3ahead"),
-    # pass 1 as fine as pass 2 (the default here is twice as fine), and 4x as fine
-    pytest.param(2, 21, 40, 6, 2, jnp.float32, True,
-                 dict(segments=3, end_segments=3, chunk=2, unroll=2), id="3seg-ends3"),
-    pytest.param(1, 37, 16, 4, None, jnp.float32, True, dict(segments=2, end_segments=8),
-                 id="2seg-ends8-Lprime"),
 ])
 def test_segmented_forward_interpret(batch, length, dim, n, groups, dtype, softplus, layout):
-    """Time cut into segments run in parallel (pass 1: end states from zero, on end_segments
-    segments; the link kernel; pass 2 from the true states): the same outputs, last state
-    and gradients as the reference."""
+    """Time cut into segments run in parallel (pass 1: end states from zero; the link kernel;
+    pass 2 from the true states): the same outputs, last state and gradients as the
+    reference."""
     _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), softplus, True,
                      layout)
 
@@ -230,12 +225,11 @@ def test_backward_block_and_warps():
         choose_layout(64, 32, 16, 1, "gpu", False, bwd_num_warps=3)
 
 
-@pytest.mark.parametrize("batch,parts,n,dim,every", [(1, 6, 16, 64, 1), (2, 6, 8, 40, 2),
-                                                     (1, 9, 4, 16, 3)])
-def test_link_kernel_matches_a_loop(batch, parts, n, dim, every):
+@pytest.mark.parametrize("batch,parts,n,dim", [(1, 6, 16, 64), (2, 5, 8, 40), (1, 1, 2, 16)])
+def test_link_kernel_matches_a_loop(batch, parts, n, dim):
     """The state entering each segment from a first pass's parts, against a plain loop:
-    forward h_{q+1} = exp(A s_q) h_q + e_q from 0, every ``every``-th kept; backward
-    g_q = exp(A s_q) g_{q+1} + e_q from dlast, all kept."""
+    forward h_{q+1} = exp(A s_q) h_q + e_q from 0; backward g_q = exp(A s_q) g_{q+1} + e_q
+    from dlast (N over several programs at N 16 and 8, D 40 in 8-channel blocks)."""
     from pallas_kernels.selective_scan.fused import _link_call
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
     A_T = -jnp.exp(jax.random.normal(keys[0], (n, dim)))
@@ -247,9 +241,8 @@ def test_link_kernel_matches_a_loop(batch, parts, n, dim, every):
     h, want = np.zeros((batch, n, dim), np.float32), [np.zeros((batch, n, dim))]
     for q in range(parts):
         h = decay[:, q] * h + np.asarray(e)[:, q]
-        if (q + 1) % every == 0:
-            want.append(h)
-    got = _link_call(lay, A_T, e, s, every=every)
+        want.append(h)
+    got = _link_call(lay, A_T, e, s)
     np.testing.assert_allclose(got, np.stack(want, 1), rtol=1e-5, atol=1e-5)
     g, want = np.asarray(dlast), [np.asarray(dlast)]
     for q in reversed(range(parts)):
@@ -308,15 +301,6 @@ def test_default_segments_from_batch_dim_and_length():
     assert layout(16384, 1536, 1, segments=1).bwd_segments == 32
     assert layout(200, 1536, 1).bwd_segments == 1
     assert layout(4096, 1536, 8, bwd_segments=1).bwd_segments == 1
-    # pass 1 of the segmented forward twice as fine where 2 P x programs <= END_PROGRAMS
-    assert (layout(4096, 1536, 1).segments, layout(4096, 1536, 1).end_segments) == (32, 64)
-    assert layout(4096, 1536, 2).end_segments == 32      # 96 programs x 64 > 3072: P
-    assert layout(4096, 1536, 8).end_segments == 1       # unsegmented
-    assert layout(4096, 1536, 1, end_segments=32).end_segments == 32
-    with pytest.raises(ValueError, match="end_segments"):
-        layout(4096, 1536, 1, end_segments=48)
-    with pytest.raises(ValueError, match="end_segments"):
-        layout(4096, 1536, 8, end_segments=2)
     assert layout(4096, 1536, 8, variant="lanes").bwd_segments == 1
 
 
@@ -614,8 +598,6 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
 @pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
 @pytest.mark.parametrize("layout", [
     pytest.param(dict(segments=2), id="seg2"), pytest.param(dict(segments=5), id="seg5"),
-    pytest.param(dict(segments=3, end_segments=3), id="seg3-ends3"),
-    pytest.param(dict(segments=2, end_segments=8), id="seg2-ends8"),
     pytest.param(dict(bwd_segments=3), id="bwdseg3"),
     pytest.param(dict(prefetch_bc=False), id="bcatstep"),
     pytest.param(dict(split=2, segments=1), id="split2"),

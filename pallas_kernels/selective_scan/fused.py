@@ -79,8 +79,7 @@ class Layout(NamedTuple):
     before every m-th chunk only and the tiles backward recomputes the chunk starts between
     (tiles, hybrid; see :func:`.kernel.bwd_kernel_tiles`); bc_atomic: the tiles backward
     adds dB, dC into one (batch, G, N, L) sum by atomic adds instead of writing (batch,
-    D / bd, N, L) partials that XLA sums (tiles, hybrid); end_segments: the time segments of
-    the segmented forward's first pass, a multiple of ``segments`` (0: ``segments``).
+    D / bd, N, L) partials that XLA sums (tiles, hybrid).
     """
     platform: str
     interpret: bool
@@ -103,7 +102,6 @@ class Layout(NamedTuple):
     delta_tile: bool = False
     state_every: int = 1
     bc_atomic: bool = False
-    end_segments: int = 0
 
     @property
     def state_stride(self):
@@ -118,10 +116,6 @@ class Layout(NamedTuple):
 SEGMENT_PROGRAMS = 6144
 MIN_SEGMENT = 128
 MAX_SEGMENTS = 32
-# The segmented forward's first pass (end states only: 80 registers against pass 2's 138 at
-# batch 1, sm_90) cut twice as fine as pass 2 where that stays within END_PROGRAMS programs
-# (25 of its warps an SM fit the registers: 3300 on an H200's 132 SMs; pass 2 fits 14).
-END_PROGRAMS = 3072
 # hybrid's forward with a channel's states on N / 4 lanes (split), unsegmented, where that
 # gives this many single-warp programs (batch 8, D 1536: 1536). Measured on an H200 at bf16
 # batch 8 (run 23, benchmarks/NOTES.md v11): L 4096 0.751 ms against the segmented 0.886
@@ -165,8 +159,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
                   unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None,
                   row_ahead=None, split=None, delta_tile=None, bwd_block_d=None,
-                  bwd_num_warps=None, state_every=None, bc_atomic=None, wide_inputs=False,
-                  end_segments=None):
+                  bwd_num_warps=None, state_every=None, bc_atomic=None, wide_inputs=False):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
     ``wide_inputs``: float32 sequence inputs (u, delta, B, C), which take more registers.
 
@@ -180,9 +173,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     The lanes forward (lanes, hybrid) is cut into P time segments (see
     :func:`_forward_segmented`): the smallest power of two P giving batch x D / 32 x P >=
     SEGMENT_PROGRAMS programs, at most MAX_SEGMENTS, with segments of at least MIN_SEGMENT
-    steps; it walks 32 / N_pad steps an iteration then, 64 / N_pad unsegmented. Its first
-    pass (end states) takes ``end_segments`` = 2 P segments where that gives at most
-    END_PROGRAMS programs (batch 1), else P. hybrid's
+    steps; it walks 32 / N_pad steps an iteration then, 64 / N_pad unsegmented. hybrid's
     tiles backward is cut into bwd_segments time segments by the same rule. ``split`` = S
     (hybrid) puts a channel's N states on S lanes: the forward's programs hold 32 / S
     channels (the backward's stay 32), S x the programs for the same P. By default hybrid
@@ -299,11 +290,6 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         segments = (1 if split > 1 and programs >= SPLIT_PROGRAMS
                     else _default_segments(programs, length))
     segments = segments or 1
-    if end_segments is None:
-        end_segments = 2 * segments if 1 < segments and 2 * segments * programs <= END_PROGRAMS \
-            else segments
-    if end_segments % segments or (segments == 1 and end_segments != 1):
-        raise ValueError(f"end_segments={end_segments} must be a multiple of segments={segments}")
     if variant in ("lanes", "hybrid") and split > 1:
         # 8 steps an iteration at J = 4 states a lane unsegmented (128 registers; 4 steps ran
         # 0.870 ms against 0.751 at batch 8 L 4096, run 23), 4 segmented
@@ -325,7 +311,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         raise ValueError(f"bwd_segments={bwd_segments} needs variant 'hybrid' (the tiles "
                          f"backward, the lanes layout for its first pass), got {variant!r}")
     if platform == "gpu":
-        time_block = _round_up(length, math.lcm(end_segments, bwd_segments)
+        time_block = _round_up(length, math.lcm(segments, bwd_segments)
                                * max(chunk * state_every, unroll))
     num_warps = num_warps or _tile_warps(n_pad, block_d)
     if max(chunk, unroll) % min(chunk, unroll):
@@ -341,7 +327,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   bwd_num_warps or num_warps, segments,
                   True if prefetch_bc is None else bool(prefetch_bc), bwd_segments,
                   row_ahead or 1, split, bwd_block_d, bool(delta_tile), state_every,
-                  bool(bc_atomic), end_segments)
+                  bool(bc_atomic))
 
 
 def _bwd_layout(lay):
@@ -548,27 +534,30 @@ def _segment_config(cfg, lay, length_pad, P):
     return dataclasses.replace(cfg, segments=P, chunks_per_block=length_pad // P // lay.chunk)
 
 
-def _link_call(lay, A_T, parts, sums, first=None, every=1):
-    """The state entering each time segment (:func:`.kernel.link_kernel`), grid (batch,
-    D_pad / 32): parts (batch, Q, N, D_pad) and sums (batch, Q, 1, D_pad) of a first pass;
-    ``first`` (batch, N, D_pad): the backward's dlast (the walk runs last to first), None:
-    the forward (from zero). Returns (batch, Q / every + 1, N, D_pad) float32."""
+LINK_STATES = 4        # states a link program takes of a channel (a (4, 32) tile, one warp)
+
+
+def _link_call(lay, A_T, parts, sums, first=None):
+    """The state entering each time segment (:func:`.kernel.link_kernel`): parts (batch, Q,
+    N, D_pad) and sums (batch, Q, 1, D_pad) of a first pass; ``first`` (batch, N, D_pad):
+    the backward's dlast (the walk runs last to first), None: the forward (from zero).
+    Returns (batch, Q + 1, N, D_pad) float32. Grid (batch, D_pad / 32, N / LINK_STATES) of
+    one-warp programs: the walk is serial in Q, so its length is a chain of dependent
+    links; a few values a lane keep each link short."""
     batch, Q, n, dim_pad = parts.shape
-    bd = math.gcd(32, dim_pad)
+    bd, ns = math.gcd(32, dim_pad), min(n, LINK_STATES)
     reverse = first is not None
-    state = pl.BlockSpec((None, n, bd), lambda b, j: (b, 0, j))
-    in_specs = [pl.BlockSpec((n, bd), lambda b, j: (0, j))] + [state] * reverse
-    in_specs += [pl.BlockSpec((None, Q, n, bd), lambda b, j: (b, 0, 0, j)),
-                 pl.BlockSpec((None, Q, 1, bd), lambda b, j: (b, 0, 0, j))]
-    out = Q // every + 1
-    lay = lay._replace(block_d=bd, n_state=n, split=1)
+    state = pl.BlockSpec((None, ns, bd), lambda b, j, k: (b, k, j))
+    in_specs = [pl.BlockSpec((ns, bd), lambda b, j, k: (k, j))] + [state] * reverse
+    in_specs += [pl.BlockSpec((None, Q, ns, bd), lambda b, j, k: (b, 0, k, j)),
+                 pl.BlockSpec((None, Q, 1, bd), lambda b, j, k: (b, 0, 0, j))]
     return pl.pallas_call(
-        functools.partial(link_kernel, every=every, reverse=reverse,
+        functools.partial(link_kernel, reverse=reverse,
                           fast=lay.platform == "gpu" and not lay.interpret),
-        grid=(batch, dim_pad // bd), in_specs=in_specs,
-        out_specs=pl.BlockSpec((None, out, n, bd), lambda b, j: (b, 0, 0, j)),
-        out_shape=jax.ShapeDtypeStruct((batch, out, n, dim_pad), jnp.float32),
-        compiler_params=_compiler_params(lay._replace(num_warps=_tile_warps(n, bd))),
+        grid=(batch, dim_pad // bd, n // ns), in_specs=in_specs,
+        out_specs=pl.BlockSpec((None, Q + 1, ns, bd), lambda b, j, k: (b, 0, k, j)),
+        out_shape=jax.ShapeDtypeStruct((batch, Q + 1, n, dim_pad), jnp.float32),
+        compiler_params=_compiler_params(lay._replace(num_warps=1)),
         interpret=lay.interpret, name="selective_scan_link")(
             A_T.astype(jnp.float32), *([first] * reverse), parts, sums)
 
@@ -576,15 +565,14 @@ def _link_call(lay, A_T, parts, sums, first=None, every=1):
 def _forward_segmented(lay, length, opts, save_states, args):
     """The lanes forward with time cut into P = lay.segments segments run in parallel.
 
-    P x the programs (the lanes forward alone has batch x D / 32 single-warp programs),
+    P x the programs (the lanes forward alone has batch x D / bd single-warp programs),
     for ~2 x the instructions (the exps twice):
 
-      pass 1   segments 0 .. P1-r-1 of P1 = r P (lay.end_segments: r = 1, or 2 where pass
-               1's leaner programs fit twice as many a wave) from a zero state: end state
-               e_q and sum(delta) s_q (states only: no C, no y), grid (batch, D / bd, P1-r)
-      link     h_0 = 0, h_{q+1} = exp(A s_q) h_q + e_q; the start of pass 2's segment p is
-               h_{p r} (:func:`_link_call`, grid (batch, D / 32))
-      pass 2   the forward of each segment p from its start, grid (batch, D / bd, P)
+      pass 1   segments 0 .. P-2 from a zero state: end state e_q and sum(delta) s_q (states
+               only: no C, no y), grid (batch, D / bd, P - 1)
+      link     h_0 = 0, h_{q+1} = exp(A s_q) h_q + e_q: the state entering each segment
+               (:func:`_link_call`)
+      pass 2   the forward of each segment p from h_p, grid (batch, D / bd, P)
                -> out, the saved states, last state
 
     Returns what :func:`_forward_call` returns (the backward is unchanged).
@@ -592,38 +580,31 @@ def _forward_segmented(lay, length, opts, save_states, args):
     u = args[0]
     batch, length_pad, dim_pad = u.shape
     P, bd = lay.segments, lay.block_d
-    P1 = lay.end_segments or P
-    r = P1 // P
-    cfg = _config(lay, length, opts)
+    cfg = _segment_config(_config(lay, length, opts), lay, length_pad, P)
     A_T = args[2]
     args = _forward_args(args, lay)
-    in_specs = _input_specs(_segment_specs(lay, length_pad, P1), opts)
+    spec = _segment_specs(lay, length_pad, P)
+    in_specs = _input_specs(spec, opts)
     sd = _state_dims(lay)
     call = functools.partial(pl.pallas_call, compiler_params=_compiler_params(lay),
                              interpret=lay.interpret)
-    # pass 1: the segments whose end states a start of pass 2 needs (the last r are not)
-    Q = P1 - r
-    spec1 = _segment_specs(lay, length_pad, P1)
     ends, dsums = call(
-        functools.partial(fwd_kernel_lanes, cfg=_segment_config(cfg, lay, length_pad, P1),
-                          save_states=False, end_state_only=True),
-        grid=(batch, dim_pad // bd, Q), in_specs=in_specs,
-        out_specs=[spec1("partial_state"), spec1("partial_vec")],
-        out_shape=[jax.ShapeDtypeStruct((batch, Q, *sd, dim_pad), jnp.float32),
-                   jax.ShapeDtypeStruct((batch, Q, 1, dim_pad), jnp.float32)],
+        functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=False, end_state_only=True),
+        grid=(batch, dim_pad // bd, P - 1), in_specs=in_specs,
+        out_specs=[spec("partial_state"), spec("partial_vec")],
+        out_shape=[jax.ShapeDtypeStruct((batch, P - 1, *sd, dim_pad), jnp.float32),
+                   jax.ShapeDtypeStruct((batch, P - 1, 1, dim_pad), jnp.float32)],
         name="selective_scan_fwd_ends")(*args)
-    starts = _split_n(_link_call(lay, A_T, _merge_n(ends, lay, 2), dsums, every=r), lay, 2)
-    # pass 2: each program reads the start of its segment
-    spec = _segment_specs(lay, length_pad, P)
-    in_specs = _input_specs(spec, opts) + [spec("partial_state")]
+    starts = _split_n(_link_call(lay, A_T, _merge_n(ends, lay, 2), dsums), lay, 2)
+    # pass 2: each program reads the state entering its segment
     out_shape, out_specs = _forward_outputs(u, lay, spec, save_states)
     # the last state is the last segment's end: each program writes its own (batch, P, N, D)
     out_shape.append(jax.ShapeDtypeStruct((batch, P, *sd, dim_pad), jnp.float32))
     out_specs.append(spec("partial_state"))
-    res = call(functools.partial(fwd_kernel_lanes, cfg=_segment_config(cfg, lay, length_pad, P),
-                                 save_states=save_states),
-               grid=(batch, dim_pad // bd, P), in_specs=in_specs, out_specs=out_specs,
-               out_shape=out_shape, name="selective_scan_fwd")(*args, starts)
+    res = call(functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=save_states),
+               grid=(batch, dim_pad // bd, P), in_specs=in_specs + [spec("partial_state")],
+               out_specs=out_specs, out_shape=out_shape,
+               name="selective_scan_fwd")(*args, starts)
     last = _merge_n(res[-1][:, P - 1], lay, 1)
     return res[0], (_merge_n(res[1], lay, 2) if save_states else None), last
 
@@ -902,7 +883,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           time_block=None, variant=None, unroll=None, segments=None,
                           prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None,
                           delta_tile=None, bwd_block_d=None, bwd_num_warps=None,
-                          state_every=None, bc_atomic=None, end_segments=None):
+                          state_every=None, bc_atomic=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -935,10 +916,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         elsewhere); bc_atomic=True: the tiles backward adds its
         dB, dC into one (batch, G, N, L) float32 sum by atomic adds (memory that does not
         grow with D / block_d; the order of the adds varies, so dB, dC are not bitwise
-        reproducible; the backward 1.2x slower on an H200: benchmarks/NOTES.md v25);
-        end_segments: the time segments of the segmented forward's first pass (end states
-        only), a multiple of segments (default 2 x segments where that stays within
-        END_PROGRAMS programs, e.g. batch 1; benchmarks/NOTES.md v27).
+        reproducible; the backward 1.2x slower on an H200: benchmarks/NOTES.md v25); see
+        benchmarks/NOTES.md).
       variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
         above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
         measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -957,7 +936,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                         row_ahead=row_ahead, split=split, delta_tile=delta_tile,
                         bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps,
                         state_every=state_every, bc_atomic=bc_atomic,
-                        end_segments=end_segments, wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)))
+                        wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)))
     length_pad = _padded_length(length, lay)
 
     def seq(x):

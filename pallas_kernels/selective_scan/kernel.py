@@ -163,51 +163,47 @@ def past_length(x, t, limit, cfg):
     return jnp.where(t < limit, x, 0.0) if cfg.masked else x
 
 
-LINK_AHEAD = 4     # segment parts the link kernel loads ahead of their use
+LINK_AHEAD = 4     # parts the link kernel loads ahead of their use
 
 
-def link_kernel(*refs, every: int, reverse: bool, fast: bool):
-    """The state entering each time segment of a segmented pass, one (batch, channel block)
-    a program, from what a first pass computed on each segment alone (from a zero state):
-    its part e_q (N, bd) and its sum of delta s_q (1, bd) (the segment's decay is
-    exp(A s_q)). With Q parts:
+def link_kernel(*refs, reverse: bool, fast: bool):
+    """The state entering each time segment of a segmented pass, one (batch, channel block,
+    state block) a program, from what a first pass computed on each segment alone (from a
+    zero state): its part e_q (n, bd) and its sum of delta s_q (1, bd) (the segment's decay
+    is exp(A s_q)). With Q parts:
 
-        forward  (``reverse`` False)  h_0 = 0,         h_{q+1} = exp(A s_q) h_q + e_q
-                 e_q: the end state of segment q;  out[i] = h_{i every}, i = 0 .. Q / every
-        backward (``reverse`` True)   g_Q = dlast,     g_q = exp(A s_q) g_{q+1} + e_q
+        forward  (``reverse`` False)  h_0 = 0,       h_{q+1} = exp(A s_q) h_q + e_q
+                 e_q: the end state of segment q;           out[q] = h_q, q = 0 .. Q
+        backward (``reverse`` True)   g_Q = dlast,   g_q = exp(A s_q) g_{q+1} + e_q
                  e_q: the adjoint segment q + 1 hands back; out[q] = g_q, q = 0 .. Q
 
-    Refs: A (N, bd) float32, [dlast (N, bd) with ``reverse``], parts (Q, N, bd), sums
-    (Q, 1, bd); out (Q / every + 1, N, bd). ``every`` > 1 (forward only): the first pass cut
-    time finer than the second, which starts at every ``every``-th of its segments.
+    Refs: A (n, bd) float32, [dlast (n, bd) with ``reverse``], parts (Q, n, bd), sums
+    (Q, 1, bd); out (Q + 1, n, bd).
 
-    A link is a few dependent instructions a state (an exp2 off the chain, one FMA on it),
-    so the parts are loaded LINK_AHEAD groups ahead of their use (in the loop carry). Run
-    apart from the passes, the serial walk over the Q parts is paid once a (batch, channel
-    block), not by every segment's program before its first step (the last one walked all
-    Q, ~a fifth of its 128 steps at batch 1 L 4096: benchmarks/NOTES.md v27).
+    A link is one FMA on the chain (its exp2 is off it), so the parts are loaded LINK_AHEAD
+    links ahead of their use (in the loop carry). Run apart from the passes, the serial walk
+    over the Q parts is paid once a channel block, not by every segment's program before its
+    first step (the last one walked all Q: batch 1 L 4096, pass 2 81 -> 67-70 us without
+    its walk, benchmarks/NOTES.md v27).
     """
     if reverse:
         A_ref, first_ref, parts_ref, sums_ref, out_ref = refs
     else:
         A_ref, parts_ref, sums_ref, out_ref = refs
-        first_ref = None
-    assert not reverse or every == 1, "the backward links every segment"
     A2 = A_ref[...].astype(jnp.float32) * LOG2E
-    count = parts_ref.shape[0] // every          # groups of ``every`` parts
+    count = parts_ref.shape[0]
 
-    def index(i):                                # part index of group i (clamped: loaded ahead)
+    def index(i):                                # part linked at step i (clamped: loaded ahead)
         i = jnp.minimum(i, count - 1)
-        return count - 1 - i if reverse else i * every
+        return count - 1 - i if reverse else i
 
     def load(i):
-        q = index(i)
-        return [(sums_ref[q + k], parts_ref[q + k]) for k in range(every)]
+        return sums_ref[index(i)], parts_ref[index(i)]
 
     def body(i, carry):
         state, queue = carry
-        for dsum, part in queue[0]:
-            state = _fma(_exp2(dsum * A2, fast), state, part, fast)
+        dsum, part = queue[0]
+        state = _fma(_exp2(dsum * A2, fast), state, part, fast)
         out_ref[index(i) if reverse else i + 1] = state
         return state, queue[1:] + [load(i + LINK_AHEAD)]
 
