@@ -111,8 +111,8 @@ class Layout(NamedTuple):
 
 # The lanes forward's time segments (choose_layout): enough single-warp programs for ~12 an
 # SM sub-partition on an H100 (132 SMs x 4), segments long enough, and few enough, that
-# linking them (program p walks p - 1 end states) stays small. Measured at batch 8 and 1
-# (benchmarks/NOTES.md, v6).
+# linking them (the link kernel walks P - 1 parts a channel block) stays small. Measured at
+# batch 8 and 1 (benchmarks/NOTES.md, v6; 32 against 16 and 64 at batch 1 again in run 52).
 SEGMENT_PROGRAMS = 6144
 MIN_SEGMENT = 128
 MAX_SEGMENTS = 32

@@ -180,11 +180,11 @@ def link_kernel(*refs, reverse: bool, fast: bool):
     Refs: A (n, bd) float32, [dlast (n, bd) with ``reverse``], parts (Q, n, bd), sums
     (Q, 1, bd); out (Q + 1, n, bd).
 
-    A link is one FMA on the chain (its exp2 is off it), so the parts are loaded LINK_AHEAD
-    links ahead of their use (in the loop carry). Run apart from the passes, the serial walk
-    over the Q parts is paid once a channel block, not by every segment's program before its
-    first step (the last one walked all Q: batch 1 L 4096, pass 2 81 -> 67-70 us without
-    its walk, benchmarks/NOTES.md v27).
+    A link is an exp2 of the part's decay and one FMA into the state; the parts are loaded
+    LINK_AHEAD links ahead of their use (in the loop carry). Run apart from the passes, the
+    serial walk over the Q parts is paid once a channel block, not by every segment's
+    program before its first step (the last one walked all Q: batch 1 L 4096, pass 2 81 ->
+    67 us without its walk, for a 6 us link launch; benchmarks/NOTES.md v27).
     """
     if reverse:
         A_ref, first_ref, parts_ref, sums_ref, out_ref = refs
