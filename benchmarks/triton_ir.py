@@ -1,6 +1,6 @@
 """Read the Triton kernels Pallas emits for the selective scan, without a GPU.
 
-    python benchmarks/triton_ir.py --variant lanes [--num-warps 1] [--length 4096] [--out DIR]
+    python benchmarks/triton_ir.py --variant lanes [--num-warps 1] [--length 4096] [--batch 8] [--state-size 16] [--out DIR]
 
 Exports the forward and the gradient for CUDA (``jax.export``, as the lowering tests do) with
 ``pallas_call(debug=True)``, which prints each kernel's Triton IR; runs that IR through the
@@ -171,6 +171,8 @@ def main():
     p.add_argument("--variant", default="lanes")
     p.add_argument("--num-warps", type=int, default=None)
     p.add_argument("--length", type=int, default=4096)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--state-size", type=int, default=16, help="N")
     p.add_argument("--z", action="store_true", help="with the z gate")
     p.add_argument("--segments", type=int, default=None, help="time segments (lanes forward)")
     p.add_argument("--unroll", type=int, default=None, help="steps a loop iteration (lanes)")
@@ -193,19 +195,21 @@ def main():
         sys.path.insert(0, a.triton_path)
     os.makedirs(a.out, exist_ok=True)
     from pallas_kernels.selective_scan import choose_layout
-    # the shape triton_modules exports (batch 8, D 1536, N 16), for the warps each kernel
-    # is compiled with
-    lay = choose_layout(a.length, 1536, 16, 1, "gpu", False, batch=8, num_warps=a.num_warps,
+    # the shape triton_modules exports (D 1536), for the warps each kernel is compiled with
+    lay = choose_layout(a.length, 1536, a.state_size, 1, "gpu", False, batch=a.batch,
+                        num_warps=a.num_warps,
                         variant=a.variant, split=a.split, bwd_block_d=a.bwd_block_d,
                         bwd_num_warps=a.bwd_num_warps)
-    mods = triton_modules(a.variant, lay.num_warps, a.length, with_z=a.z, segments=a.segments,
+    mods = triton_modules(a.variant, lay.num_warps, a.length, batch=a.batch, n=a.state_size,
+                          with_z=a.z, segments=a.segments,
                           unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None,
                           bwd_segments=a.bwd_segments, forward_only=a.forward_only,
                           split=a.split, row_ahead=a.row_ahead,
                           delta_tile=a.delta_tile or None, bwd_block_d=a.bwd_block_d,
                           bwd_num_warps=a.bwd_num_warps)
     for name, ttir in mods.items():
-        warps = lay.bwd_num_warps if name.endswith("bwd") else lay.num_warps  # lanes kernels
+        warps = (lay.bwd_num_warps if name.endswith("bwd")  # lanes kernels: their own warps
+                 else 1 if name.endswith("link") else lay.num_warps)
         tag = f"{a.variant}_w{warps}_{name}"
         print(tag, compile_counts(tag, ttir, warps, a.out), flush=True)
 

@@ -82,12 +82,27 @@ CASES = [
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,with_optional", CASES)
 def test_exports_forward_and_backward(platform, layout, variant, batch, length, dim, n, groups,
                                       dtype, with_optional):
-    specs = _specs(batch, length, dim, n, groups, dtype, with_optional)
+    _check_exports(platform, _specs(batch, length, dim, n, groups, dtype, with_optional),
+                   dict(delta_softplus=with_optional, platform=layout, **_variant_args(variant)))
+
+
+@pytest.mark.parametrize("batch,n", [(8, 32), (8, 64), (8, 128), (1, 64), (1, 128)])
+def test_exports_hybrid_above_16_states(batch, n):
+    """hybrid above N = 16 at the protocol's shape (specs only, nothing allocated): the
+    lanes forward with J <= 16 states a lane on N / J lanes (segmented at batch 1 where
+    its programs are few), the tiles backward in its own block and chunk."""
+    specs = _specs(batch, 4096, 1536, n, None, jnp.bfloat16, True)
+    _check_exports("cuda", specs, dict(delta_softplus=True, platform="gpu", variant="hybrid"))
+
+
+def _check_exports(platform, specs, kwargs):
+    """Export the forward (out, last state) and the gradient of every input for
+    ``platform``, the call's ``kwargs``; check the shapes and that kernels were lowered."""
+    batch, length, dim = specs[0].shape
+    n = specs[2].shape[1]
 
     def forward(*args):
-        return selective_scan_pallas(*args, delta_softplus=with_optional,
-                                     return_last_state=True, interpret=False, platform=layout,
-                                     **_variant_args(variant))
+        return selective_scan_pallas(*args, return_last_state=True, interpret=False, **kwargs)
 
     def loss(*args):
         out, last = forward(*args)

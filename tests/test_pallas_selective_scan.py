@@ -100,6 +100,20 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
                      dict(layout, variant=variant))
 
 
+@pytest.mark.parametrize("batch,length,dim,n,dtype,layout", [
+    pytest.param(2, 21, 32, 64, jnp.float32, dict(), id="N64-J16"),
+    pytest.param(1, 37, 16, 128, jnp.float32, dict(), id="N128-J16-Lprime"),
+    pytest.param(2, 50, 32, 32, jnp.bfloat16, dict(), id="N32-bf16"),
+    pytest.param(1, 40, 32, 64, jnp.float32, dict(split=4, segments=2), id="N64-2seg"),
+    pytest.param(2, 21, 8, 64, jnp.float32, dict(split=16), id="N64-J4-D8"),
+])
+def test_hybrid_above_16_states_interpret(batch, length, dim, n, dtype, layout):
+    """hybrid above N = 16 (the split lanes forward, J <= 16 states a lane; the tiles
+    backward in its own block and chunk): values, last state and gradients."""
+    _check_interpret(batch, length, dim, n, None, dtype, (True, True, True), True, True,
+                     dict(layout, variant="hybrid"))
+
+
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,softplus,layout", [
     pytest.param(2, 21, 40, 6, 2, jnp.float32, True, dict(segments=3, chunk=2, unroll=2),
                  id="hybrid-3seg-grouped"),
@@ -302,6 +316,34 @@ def test_default_segments_from_batch_dim_and_length():
     assert layout(200, 1536, 1).bwd_segments == 1
     assert layout(4096, 1536, 8, bwd_segments=1).bwd_segments == 1
     assert layout(4096, 1536, 8, variant="lanes").bwd_segments == 1
+
+
+def test_hybrid_layout_above_16_states():
+    """hybrid above N = 16 (an explicit variant; tiles stays the default there): at most 16
+    states a lane, S = N_pad / 16 lanes a channel or more (up to N_pad / 4) until there are
+    1536 programs, else S = N_pad / 16 with segments; its tiles backward in the tiles
+    variant's block and chunk, unsegmented. N <= 16 as before."""
+    def layout(n, batch, **kw):
+        return choose_layout(4096, 1536, n, 1, "gpu", False, batch=batch, variant="hybrid",
+                             **kw)
+
+    def fields(lay):
+        return (lay.split, lay.block_d, lay.unroll, lay.segments, lay.chunk, lay.bwd_block_d,
+                lay.bwd_num_warps, lay.bwd_segments, lay.state_every)
+    tiles = {n: choose_layout(4096, 1536, n, 1, "gpu", False, batch=8) for n in (32, 64, 128)}
+    assert {lay.variant for lay in tiles.values()} == {"tiles"}
+    assert fields(layout(32, 8)) == (4, 8, 4, 1, 4, 32, 4, 1, 1)        # J 8: 1536 programs
+    assert fields(layout(64, 8)) == (4, 8, 2, 1, 4, 16, 4, 1, 1)        # J 16
+    assert fields(layout(128, 8)) == (8, 4, 2, 1, 2, 8, 4, 1, 1)
+    assert fields(layout(256, 8))[:2] == (16, 2)
+    for n in (32, 64, 128):                  # the backward's block and chunk are tiles'
+        lay = layout(n, 8)
+        assert (lay.bwd_block_d, lay.chunk) == (tiles[n].block_d, tiles[n].chunk)
+    assert fields(layout(32, 1))[:4] == (2, 16, 1, 32)                 # J 16, segmented
+    assert fields(layout(64, 1))[:4] == (4, 8, 1, 32)
+    assert fields(layout(128, 1))[:4] == (32, 1, 8, 1)                 # 1536 programs at J 4
+    assert layout(32, 8, wide_inputs=True).chunk == 2
+    assert fields(layout(16, 8))[:2] == (4, 8) and fields(layout(16, 1))[:2] == (1, 32)
 
 
 def _softplus_reference(x):

@@ -122,6 +122,10 @@ MAX_SEGMENTS = 32
 # (the official kernel 0.821); at batch 1 (192 programs) split lost to the segmented forward.
 SPLIT_PROGRAMS = 1536
 SPLIT_STATES = 4            # J, states a lane
+# Above N = 16 hybrid keeps at most LANE_STATES states a lane (J = 16: ~125 registers in
+# its forward at any N, ptxas sm_90), taking S = N_pad / 16 lanes a channel or more, up to
+# N_pad / 4, until there are SPLIT_PROGRAMS programs (benchmarks/NOTES.md v28).
+LANE_STATES = 16
 # hybrid's tiles backward at N <= 16 where there are BWD_PROGRAMS 32-channel programs (batch
 # 8 x D 1536 has 384, batch 1 48): one warp of 16 channels a program (sums over N inside the
 # warp, delta on a tile a chunk). On an H200 at bf16 batch 8 (runs 36-39, benchmarks/NOTES.md
@@ -135,6 +139,39 @@ BWD_PROGRAMS = 384
 def _tile_warps(n_pad, block_d):
     """Warps for an (N_pad, block_d) state tile: 4 from 1024 values, 2 from 128, else 1."""
     return 4 if n_pad * block_d >= 1024 else (2 if n_pad * block_d >= 128 else 1)
+
+
+def _default_split(n_pad, blocks, width):
+    """S, lanes a channel of hybrid's forward, for ``blocks`` = batch x G groups of ``width``
+    channels: N_pad <= 16: N_pad / SPLIT_STATES where that gives SPLIT_PROGRAMS unsegmented
+    programs, else 1 (segments supply the warps; measured at N 16, benchmarks/NOTES.md v11);
+    above, the smallest S >= N_pad / LANE_STATES, at most N_pad / SPLIT_STATES, that gives
+    SPLIT_PROGRAMS programs (N_pad / LANE_STATES, segmented, where none does)."""
+    base = max(1, min(32, _next_pow2(width)))
+
+    def programs(split):
+        return blocks * -(-width // max(1, base // split))
+    if n_pad <= LANE_STATES:
+        wide = n_pad // SPLIT_STATES
+        return wide if wide > 1 and programs(wide) >= SPLIT_PROGRAMS else 1
+    split = n_pad // LANE_STATES
+    while split <= n_pad // SPLIT_STATES:
+        if programs(split) >= SPLIT_PROGRAMS:
+            return split
+        split *= 2
+    return n_pad // LANE_STATES
+
+
+def _tiles_chunk(n_pad, wide_inputs):
+    """T of the tiles backward: 4, 2 at N_pad 128 and at N_pad 32 with float32 inputs.
+
+    T = 8 spilled in the tiles backward at every N (ptxas, sm_90, batch 8 L 4096 bf16: 348
+    to 1204 bytes a thread; backward 3x slower at N 64, run 49); T = 4 fits but at N_pad 128
+    (926 bytes), where T = 2 does and ran 2.5x faster (benchmarks/NOTES.md v23). At N 32,
+    T 4 spills 100 bytes and still ran faster than T 2 with bf16 inputs (5.91 against 6.77
+    ms, run 49); with float32 inputs it spills 208 and ran slower (7.84 against 6.91 ms,
+    run 53), so T = 2 there."""
+    return 2 if n_pad == 128 or (n_pad == 32 and wide_inputs) else 4
 
 
 def _next_pow2(n):
@@ -183,6 +220,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     (``delta_tile``) where S x bd = 32. Its tiles backward takes one warp of BWD_BLOCK_D = 16
     channels a program (``bwd_block_d``, ``bwd_num_warps``) where there are at least
     BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
+    hybrid above N = 16 (asked for by ``variant``: tiles is the default there until timed,
+    benchmarks/NOTES.md v28): at most LANE_STATES = 16 states a lane (S from
+    :func:`_default_split`), its tiles backward in the tiles variant's block and chunk,
+    unsegmented (the segments' first pass would hold N states a lane).
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
     block's m chunks before walking them (variants tiles and hybrid). Default: N_pad / T
@@ -221,12 +262,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
             raise ValueError(f"{name} must be a power of two, got {value}")
     bwd_block_d_arg, bwd_warps = bwd_block_d, bwd_num_warps        # bwd_warps: None to choose
     bwd_num_warps = 0
-    if (split is None and segments is None and block_d is None and variant == "hybrid"
-            and n_pad > SPLIT_STATES):
-        wide = n_pad // SPLIT_STATES
-        base = max(1, min(32, _next_pow2(width)))
-        if batch * groups * -(-width // max(1, base // wide)) >= SPLIT_PROGRAMS:
-            split = wide
+    if split is None and segments is None and block_d is None and variant == "hybrid":
+        split = _default_split(n_pad, batch * groups, width)
     split = split or 1
     if split & (split - 1) or split > n_pad:
         raise ValueError(f"split={split} must be a power of two dividing N_pad={n_pad}")
@@ -246,6 +283,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         whole = block_d * split if block_d else max(1, min(32, _next_pow2(width)))
         block_d = max(1, whole // split)
         bwd_block_d = bwd_block_d_arg or whole
+        if variant == "hybrid" and bwd_block_d_arg is None and n_pad > LANE_STATES:
+            # above N = 16 the tiles backward takes its own block (as variant "tiles")
+            bwd_block_d = max(1, min(32, 1024 // n_pad, _next_pow2(width)))
         if (variant == "hybrid" and bwd_block_d_arg is None and bwd_warps is None
                 and n_pad <= 16 and whole > BWD_BLOCK_D
                 and batch * groups * -(-width // whole) >= BWD_PROGRAMS):
@@ -257,21 +297,16 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
             # benchmarks/NOTES.md v13)
             delta_tile = split > 1 and block_d * split == 32
         # hybrid: T = 4, where the tiles backward fits its registers at N = 16 (T = 8 spills
-        # 1.2 KB a thread and ran 2.8x slower: benchmarks/NOTES.md, run 7).
-        lanes_chunk = max(1, 32 // n_pad) if variant == "lanes" else (4 if n_pad <= 16 else 8)
+        # 1.2 KB a thread and ran 2.8x slower: benchmarks/NOTES.md, run 7); above, tiles' T.
+        lanes_chunk = (max(1, 32 // n_pad) if variant == "lanes"
+                       else _tiles_chunk(n_pad, wide_inputs))
         chunk = chunk or lanes_chunk
         if variant == "hybrid":
             bwd_num_warps = bwd_warps or _tile_warps(n_pad, bwd_block_d)
         num_warps = num_warps or max(1, block_d * split // 32)
     elif platform == "gpu":
         block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
-        # T = 8 spilled in the tiles backward at every N (ptxas, sm_90, batch 8 L 4096 bf16:
-        # 348 to 1204 bytes a thread; backward 3x slower at N 64, run 49); T = 4 fits but at
-        # N_pad 128 (926 bytes), where T = 2 does and ran 2.5x faster (benchmarks/NOTES.md
-        # v23). At N 32, T 4 spills 100 bytes and still ran faster than T 2 with bf16 inputs
-        # (5.91 against 6.77 ms, run 49); with float32 inputs it spills 208 and ran slower
-        # (7.84 against 6.91 ms, run 53), so T = 2 there.
-        chunk = chunk or (2 if n_pad == 128 or (n_pad == 32 and wide_inputs) else 4)
+        chunk = chunk or _tiles_chunk(n_pad, wide_inputs)
     if state_every is None:
         # hybrid with one-warp backward programs (many programs, e.g. batch 8): the state
         # saved every N_pad steps (m = N_pad / T, one float a (t, d) at N = 16: runs 48, 50,
@@ -304,8 +339,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if bwd_segments is None and variant == "hybrid" and platform == "gpu":
         # the tiles backward's programs are the lanes forward's (32 channels each): the same
         # rule (batch 8 L 4096: 2.90 -> 2.70 ms at P = 16; batch 1 L 16384: 8.63 -> 1.55 ms
-        # at P = 32; benchmarks/NOTES.md, v8-v9 timed)
-        bwd_segments = _default_segments(bwd_programs, length)
+        # at P = 32; benchmarks/NOTES.md, v8-v9 timed). Not above N = 16: the segments'
+        # first pass holds a channel's N states in one lane.
+        bwd_segments = (_default_segments(bwd_programs, length) if n_pad <= LANE_STATES
+                        else 1)
     bwd_segments = bwd_segments or 1
     if bwd_segments > 1 and variant != "hybrid":
         raise ValueError(f"bwd_segments={bwd_segments} needs variant 'hybrid' (the tiles "
