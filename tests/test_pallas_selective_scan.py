@@ -204,7 +204,8 @@ def test_default_segmented_layout_interpret():
 ])
 def test_segmented_backward_interpret(batch, length, dim, n, groups, dtype, softplus, layout):
     """The tiles backward cut into time segments (pass 1: each segment's adjoint from zero;
-    each program links its own): the same gradients as the reference, every input."""
+    the link kernel: the adjoint entering each segment): the same gradients as the
+    reference, every input."""
     _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), softplus, True,
                      layout)
 
