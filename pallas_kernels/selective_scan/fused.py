@@ -162,6 +162,12 @@ def _default_split(n_pad, blocks, width):
     return n_pad // LANE_STATES
 
 
+def _tiles_block(n_pad, width):
+    """Channels a tiles program: min(32, 1024 / N_pad, pow2(width)), a (N_pad, block) float32
+    state tile of at most 1024 values."""
+    return max(1, min(32, 1024 // n_pad, _next_pow2(width)))
+
+
 def _tiles_chunk(n_pad, wide_inputs):
     """T of the tiles backward: 4, 2 at N_pad 128 and at N_pad 32 with float32 inputs.
 
@@ -285,7 +291,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         bwd_block_d = bwd_block_d_arg or whole
         if variant == "hybrid" and bwd_block_d_arg is None and n_pad > LANE_STATES:
             # above N = 16 the tiles backward takes its own block (as variant "tiles")
-            bwd_block_d = max(1, min(32, 1024 // n_pad, _next_pow2(width)))
+            bwd_block_d = _tiles_block(n_pad, width)
         if (variant == "hybrid" and bwd_block_d_arg is None and bwd_warps is None
                 and n_pad <= 16 and whole > BWD_BLOCK_D
                 and batch * groups * -(-width // whole) >= BWD_PROGRAMS):
@@ -305,7 +311,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
             bwd_num_warps = bwd_warps or _tile_warps(n_pad, bwd_block_d)
         num_warps = num_warps or max(1, block_d * split // 32)
     elif platform == "gpu":
-        block_d = block_d or max(1, min(32, 1024 // n_pad, _next_pow2(width)))
+        block_d = block_d or _tiles_block(n_pad, width)
         chunk = chunk or _tiles_chunk(n_pad, wide_inputs)
     if state_every is None:
         # hybrid with one-warp backward programs (many programs, e.g. batch 8): the state
