@@ -164,7 +164,6 @@ def past_length(x, t, limit, cfg):
 
 
 LINK_AHEAD = 16    # parts the link kernel loads ahead of their use (4: 9.1 us, run 57)
-DECAY_AHEAD = 4    # links ahead the link kernel computes a part's decay (v29)
 
 
 def link_kernel(*refs, reverse: bool, fast: bool):
@@ -181,13 +180,11 @@ def link_kernel(*refs, reverse: bool, fast: bool):
     Refs: A (n, bd) float32, [dlast (n, bd) with ``reverse``], parts (Q, n, bd), sums
     (Q, 1, bd); out (Q + 1, n, bd).
 
-    A link is one FMA into the state. The parts and sums are loaded LINK_AHEAD links ahead
-    of their use and the decays exp2(A s_q) computed DECAY_AHEAD links ahead (both in the
-    loop carry), so that neither a load, the exp2 nor the sum's broadcast over the state
-    sits on the chain from link to link (v29). Run apart from the passes, the serial walk
-    over the Q parts is paid once a channel block, not by every segment's program before
-    its first step (the last one walked all Q: batch 1 L 4096, pass 2 81 -> 67 us without
-    its walk, for a 6 us link launch; benchmarks/NOTES.md v27).
+    A link is an exp2 of the part's decay and one FMA into the state; the parts are loaded
+    LINK_AHEAD links ahead of their use (in the loop carry). Run apart from the passes, the
+    serial walk over the Q parts is paid once a channel block, not by every segment's
+    program before its first step (the last one walked all Q: batch 1 L 4096, pass 2 81 ->
+    67 us without its walk, for a 6 us link launch; benchmarks/NOTES.md v27).
     """
     if reverse:
         A_ref, first_ref, parts_ref, sums_ref, out_ref = refs
@@ -203,22 +200,18 @@ def link_kernel(*refs, reverse: bool, fast: bool):
     def load(i):
         return sums_ref[index(i)], parts_ref[index(i)]
 
-    def decay(loaded):
-        return _exp2(loaded[0] * A2, fast)
-
     def body(i, carry):
-        state, decays, queue = carry
-        state = _fma(decays[0], state, queue[0][1], fast)
+        state, queue = carry
+        dsum, part = queue[0]
+        state = _fma(_exp2(dsum * A2, fast), state, part, fast)
         out_ref[index(i) if reverse else i + 1] = state
-        return (state, decays[1:] + [decay(queue[DECAY_AHEAD])],
-                queue[1:] + [load(i + LINK_AHEAD)])
+        return state, queue[1:] + [load(i + LINK_AHEAD)]
 
     state = (first_ref[...].astype(jnp.float32) if reverse
              else jnp.zeros(A2.shape, jnp.float32))
     out_ref[count if reverse else 0] = state
     queue = [load(i) for i in range(LINK_AHEAD)]
-    decays = [decay(queue[i]) for i in range(DECAY_AHEAD)]
-    jax.lax.fori_loop(0, count, body, (state, decays, queue))
+    jax.lax.fori_loop(0, count, body, (state, queue))
 
 
 def _load_chunk(ins, names, c, T):
