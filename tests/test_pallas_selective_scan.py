@@ -72,7 +72,7 @@ def test_matches_reference_interpret(batch, length, dim, n, groups, dtype, opts,
     _check_interpret(batch, length, dim, n, groups, dtype, opts, softplus, last, layout)
 
 
-# The cases above run the GPU layout's default variant ("hybrid" at N <= 16, "tiles" above);
+# The cases above run the GPU layout's default variant ("hybrid");
 # "v2" (per-step 1-D rows, also the TPU layout's kernel) and "lanes" on the same cases.
 V2_CASES = [c for c in INTERPRET_CASES if c.id in ("L1-plain", "Lprime-Dtail-Npad-all",
                                                      "grouped-Dg-tail", "bf16-grouped-all")]
@@ -109,7 +109,9 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
 ])
 def test_hybrid_above_16_states_interpret(batch, length, dim, n, dtype, layout):
     """hybrid above N = 16 (the split lanes forward, J <= 16 states a lane; the tiles
-    backward in its own block and chunk): values, last state and gradients."""
+    backward in its own block and chunk): values, last state and gradients. Where the
+    forward's warp holds fewer than 8 channels (N128-J16-Lprime: 2, N64-J4-D8: 1) the
+    gradient's forward is the tiles forward (_residual_layout); N64-J16 (8) keeps hybrid's."""
     _check_interpret(batch, length, dim, n, None, dtype, (True, True, True), True, True,
                      dict(layout, variant="hybrid"))
 
@@ -320,19 +322,18 @@ def test_default_segments_from_batch_dim_and_length():
 
 
 def test_hybrid_layout_above_16_states():
-    """hybrid above N = 16 (an explicit variant; tiles stays the default there): at most 16
-    states a lane, S = N_pad / 16 lanes a channel or more (up to N_pad / 4) until there are
-    1536 programs, else S = N_pad / 16 with segments; its tiles backward in the tiles
-    variant's block and chunk, unsegmented. N <= 16 as before."""
+    """hybrid above N = 16 (the GPU default at every N): at most 16 states a lane, S =
+    N_pad / 16 lanes a channel or more (up to N_pad / 4) until there are 1536 programs, else
+    S = N_pad / 16 with segments; its tiles backward in the tiles variant's block and chunk,
+    unsegmented. N <= 16 as before."""
     def layout(n, batch, **kw):
-        return choose_layout(4096, 1536, n, 1, "gpu", False, batch=batch, variant="hybrid",
-                             **kw)
+        return choose_layout(4096, 1536, n, 1, "gpu", False, batch=batch, **kw)
 
     def fields(lay):
         return (lay.split, lay.block_d, lay.unroll, lay.segments, lay.chunk, lay.bwd_block_d,
                 lay.bwd_num_warps, lay.bwd_segments, lay.state_every)
-    tiles = {n: choose_layout(4096, 1536, n, 1, "gpu", False, batch=8) for n in (32, 64, 128)}
-    assert {lay.variant for lay in tiles.values()} == {"tiles"}
+    tiles = {n: layout(n, 8, variant="tiles") for n in (32, 64, 128)}
+    assert {layout(n, b).variant for n in (16, 32, 64, 128, 256) for b in (1, 8)} == {"hybrid"}
     assert fields(layout(32, 8)) == (4, 8, 4, 1, 4, 32, 4, 1, 1)        # J 8: 1536 programs
     assert fields(layout(64, 8)) == (4, 8, 2, 1, 4, 16, 4, 1, 1)        # J 16
     assert fields(layout(128, 8)) == (8, 4, 2, 1, 2, 8, 4, 1, 1)
@@ -345,6 +346,49 @@ def test_hybrid_layout_above_16_states():
     assert fields(layout(128, 1))[:4] == (32, 1, 8, 1)                 # 1536 programs at J 4
     assert layout(32, 8, wide_inputs=True).chunk == 2
     assert fields(layout(16, 8))[:2] == (4, 8) and fields(layout(16, 1))[:2] == (1, 32)
+
+
+def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
+    """Above N = 16 hybrid's backward is the tiles variant's backward (the same layout field
+    for field, B and C as given); its gradient's forward is hybrid's own where a warp's state
+    row is a 32-byte sector or more (>= 8 channels), else the tiles forward in the
+    backward's layout (N 128 at batch 8: 4 channels a warp). At N <= 16 nothing changes."""
+    from pallas_kernels.selective_scan.fused import _bwd_layout, _residual_layout
+
+    def layout(n, batch, **kw):
+        return choose_layout(4096, 1536, n, 1, "gpu", False, batch=batch, **kw)
+
+    def backward_fields(lay):
+        return (lay.variant, lay.block_d, lay.chunk, lay.bwd_num_warps, lay.state_every,
+                lay.bc_atomic, lay.split, lay.delta_tile, lay.group_width, lay.time_block)
+    for n, batch in ((32, 8), (64, 8), (128, 8), (256, 8), (32, 1), (128, 1)):
+        hybrid, tiles = layout(n, batch), layout(n, batch, variant="tiles")
+        assert backward_fields(_bwd_layout(hybrid)) == backward_fields(_bwd_layout(tiles))
+        residual = _residual_layout(hybrid)
+        if hybrid.block_d >= 8:
+            assert residual == hybrid
+        else:
+            assert residual == _bwd_layout(hybrid)._replace(
+                segments=1, unroll=hybrid.chunk, num_warps=tiles.num_warps, bwd_block_d=0)
+            assert backward_fields(residual) == backward_fields(tiles)
+    assert [_residual_layout(layout(n, 8)).variant for n in (32, 64, 128, 256)] == [
+        "hybrid", "hybrid", "tiles", "tiles"]
+    sixteen = layout(16, 8)
+    assert _bwd_layout(sixteen).variant == "hybrid" and _residual_layout(sixteen) == sixteen
+    segmented = layout(64, 1, bwd_segments=2)       # its first pass needs hybrid's B, C
+    assert _bwd_layout(segmented).variant == "hybrid"
+
+
+def test_bc_atomic_default_from_256_states():
+    """The tiles backward adds dB, dC by atomics by default from N_pad 256 on the GPU
+    (faster and 26 GB smaller there, run 60); an explicit value wins; never on TPU."""
+    def atomic(n, **kw):
+        return choose_layout(4096, 1536, n, 1, kw.pop("platform", "gpu"), False, batch=8,
+                             **kw).bc_atomic
+    assert [atomic(n) for n in (16, 64, 128, 200, 256)] == [False, False, False, True, True]
+    assert atomic(256, variant="tiles") and not atomic(256, bc_atomic=False)
+    assert atomic(64, bc_atomic=True)
+    assert not atomic(256, platform="tpu") and not atomic(256, variant="lanes")
 
 
 def _softplus_reference(x):
@@ -540,7 +584,7 @@ def test_state_every_default_follows_the_backward_layout():
     for batch in (1, 4):
         lay = choose_layout(4096, 1536, 16, 1, "gpu", False, batch=batch)
         assert (lay.bwd_num_warps, lay.state_every) == (2, 1)
-    assert choose_layout(4096, 1536, 64, 1, "gpu", False, batch=8).state_every == 1   # tiles
+    assert choose_layout(4096, 1536, 64, 1, "gpu", False, batch=8).state_every == 1   # 4 warps
     assert choose_layout(4096, 1536, 16, 1, "gpu", False, batch=1, state_every=4).state_every == 4
 
 

@@ -134,6 +134,8 @@ LANE_STATES = 16
 # two warps. 8 channels a warp ran slower (run 40).
 BWD_BLOCK_D = 16
 BWD_PROGRAMS = 384
+# The tiles backward adds dB, dC by atomics (bc_atomic) by default from this N_pad (run 60).
+BC_ATOMIC_STATES = 256
 
 
 def _tile_warps(n_pad, block_d):
@@ -206,9 +208,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
     ``wide_inputs``: float32 sequence inputs (u, delta, B, C), which take more registers.
 
-    GPU, variant "hybrid" (the default at N_pad <= 16) or "lanes": 32 channels and one warp a
+    GPU, variant "hybrid" (the default) or "lanes": 32 channels and one warp a
     program, the forward walking 2 or 4 steps a loop iteration (see below); T = 4 (hybrid) or
-    32 / N_pad (lanes). Variant "tiles" (the default above N = 16) or "v2": block_d =
+    32 / N_pad (lanes). Variant "tiles" or "v2": block_d =
     min(32, 1024 / N_pad, pow2(D/G)) channels (a (N_pad, block_d) float32 state of at most
     1024 values), T = 4 steps a chunk (2 at N_pad 128, and at N_pad 32 with ``wide_inputs``:
     the T recomputed states of the backward in its registers without spills), 2 warps (4
@@ -226,16 +228,18 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     (``delta_tile``) where S x bd = 32. Its tiles backward takes one warp of BWD_BLOCK_D = 16
     channels a program (``bwd_block_d``, ``bwd_num_warps``) where there are at least
     BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
-    hybrid above N = 16 (asked for by ``variant``: tiles is the default there until timed,
-    benchmarks/NOTES.md v28): at most LANE_STATES = 16 states a lane (S from
-    :func:`_default_split`), its tiles backward in the tiles variant's block and chunk,
-    unsegmented (the segments' first pass would hold N states a lane).
+    hybrid above N = 16 (benchmarks/NOTES.md v28, v30): at most LANE_STATES = 16 states a
+    lane (S from :func:`_default_split`); its backward is the tiles variant's, unsegmented
+    (the segments' first pass would hold N states a lane), and where the forward's warp
+    holds fewer than 8 channels (N_pad >= 128 at batch 8) the forward that saves the states
+    for it is the tiles forward too (see :func:`_residual_layout`).
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
     block's m chunks before walking them (variants tiles and hybrid). Default: N_pad / T
     for hybrid on the GPU where its backward programs are one warp (K = N_pad steps: one
     saved float a (t, d)), else 1.
-    ``bc_atomic`` (tiles, hybrid; default off): see :class:`Layout`.
+    ``bc_atomic`` (tiles, hybrid; see :class:`Layout`): by default on the GPU from N_pad =
+    BC_ATOMIC_STATES (256), where the dB, dC partials outgrow the atomics' cost.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
     """
     n_pad = _next_pow2(n_state)
@@ -247,8 +251,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         if time_block % chunk:
             raise ValueError(f"time_block={time_block} must be a multiple of chunk={chunk}")
     if variant is None:
-        # GPU: hybrid where it was measured fastest (N = 16: BENCHMARKS.md, run 7), else tiles.
-        variant = ("hybrid" if n_pad <= 16 else "tiles") if platform == "gpu" else "v2"
+        # GPU: hybrid at every N (N = 16: BENCHMARKS.md, run 7; above, its forward 1.5x-3.3x
+        # tiles' with the same backward: run 59, benchmarks/NOTES.md v30).
+        variant = "hybrid" if platform == "gpu" else "v2"
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if variant in GPU_ONLY_VARIANTS and platform != "gpu":
@@ -322,6 +327,12 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # other variants the state is saved every chunk.
         one_warp_bwd = variant == "hybrid" and bwd_num_warps == 1
         state_every = max(1, n_pad // chunk) if one_warp_bwd and platform == "gpu" else 1
+    if bc_atomic is None:
+        # from N_pad = BC_ATOMIC_STATES the dB, dC partials (L D N_pad^2 / 1024 floats a batch)
+        # cost more than the atomics: at N 256 the backward 139.9 -> 130.4 ms and its memory
+        # 39.3 -> 13.6 GB (bf16 batch 8 L 4096, run 60; at N 128 +10%, at 64 +31%)
+        bc_atomic = (platform == "gpu" and variant in TILES_BACKWARD
+                     and n_pad >= BC_ATOMIC_STATES)
     programs = batch * groups * -(-width // block_d)
     # the backward's time segments as for 32-channel programs (its one-warp 16-channel
     # layout ran best with the same P: batch 8 L 4096, run 38)
@@ -373,13 +384,38 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   bool(bc_atomic))
 
 
+def _above_lane_states(lay):
+    """hybrid above N = LANE_STATES, unsegmented backward: exactly the tiles variant's."""
+    return lay.variant == "hybrid" and lay.n_state > LANE_STATES and lay.bwd_segments == 1
+
+
 def _bwd_layout(lay):
     """The layout of the backward kernels: hybrid's tiles backward keeps its own block, and
     computes delta on (T, bd) tiles where its programs are one warp (delta_tile: the tile's
     rows move between the warp's lanes; with two warps they cross warps, through shared
-    memory and barriers)."""
+    memory and barriers). Above N = 16 it is the tiles variant's backward, B and C as
+    given (not float32: that backward ran 2-11% slower, run 60, benchmarks/NOTES.md v30)."""
     return lay._replace(block_d=lay.bwd_block_d or lay.block_d, split=1,
+                        variant="tiles" if _above_lane_states(lay) else lay.variant,
                         delta_tile=lay.variant == "hybrid" and lay.bwd_num_warps == 1)
+
+
+# A state row a warp stores is block_d float32s: below a 32-byte sector's 8 the stores of
+# hybrid's forward that saves states cost more than its lanes save (N 128: 4 channels a
+# warp, the training step 83.5 -> 105.6 ms against tiles, run 59).
+RESIDUAL_MIN_BLOCK = 8
+
+
+def _residual_layout(lay):
+    """The layout of the forward that saves states for the backward: ``lay`` itself, but
+    the tiles forward in the backward's own block for hybrid above N = 16 where its
+    forward's warp holds fewer than RESIDUAL_MIN_BLOCK channels (its state rows part
+    sectors). Both save the same states, (batch, L_pad / T, N_pad, D_pad)."""
+    if not (_above_lane_states(lay) and lay.block_d < RESIDUAL_MIN_BLOCK):
+        return lay
+    bwd = _bwd_layout(lay)
+    return bwd._replace(segments=1, unroll=lay.chunk, num_warps=lay.bwd_num_warps,
+                        delta_tile=False, bwd_block_d=0)
 
 
 def _state_dims(lay):
@@ -862,8 +898,8 @@ def _scan_core(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
 
 def _scan_core_fwd(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
     inputs = (u, delta, A_T, B, C, Dskip, z, bias)
-    out, states, last = _forward_call(lay, length, _opts(Dskip, z, bias, softplus), True,
-                                      _pack(*inputs))
+    out, states, last = _forward_call(_residual_layout(lay), length,
+                                      _opts(Dskip, z, bias, softplus), True, _pack(*inputs))
     return (out, last), (inputs, states)
 
 
