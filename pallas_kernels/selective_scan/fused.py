@@ -66,7 +66,7 @@ class Layout(NamedTuple):
     variant (see :mod:`.kernel`, :mod:`.lanes`): "v2" (per-step 1-D rows; the TPU layout's
     kernel), "tiles" (every per-step value 2-D; GPU only), "lanes" (one lane per channel
     holding its N states; GPU only), "hybrid" (the lanes forward and the tiles backward; the
-    GPU default at N <= 16, measured fastest on an H100: BENCHMARKS.md); unroll: steps per
+    GPU default, measured fastest: BENCHMARKS.md, benchmarks/NOTES.md v30); unroll: steps per
     loop iteration of the lanes forward; prefetch_bc: the lanes forward loads B, C one
     iteration ahead (else at their step); bwd_segments: time segments the tiles backward runs
     in parallel (see :func:`_backward_call`); segments: time segments the lanes forward runs in
@@ -400,9 +400,10 @@ def _bwd_layout(lay):
                         delta_tile=lay.variant == "hybrid" and lay.bwd_num_warps == 1)
 
 
-# A state row a warp stores is block_d float32s: below a 32-byte sector's 8 the stores of
-# hybrid's forward that saves states cost more than its lanes save (N 128: 4 channels a
-# warp, the training step 83.5 -> 105.6 ms against tiles, run 59).
+# A state row a warp stores is block_d float32s. With 4 (16 bytes, half a 32-byte sector)
+# hybrid's forward that saves states cost the N 128 training step 105.6 ms against tiles'
+# 83.5 (bf16 batch 8 L 4096, run 59; forward alone 7.2 against 24.0); partial-sector
+# stores are the likely cause (not profiled). With 8 (N 64) it ran faster than tiles'.
 RESIDUAL_MIN_BLOCK = 8
 
 
@@ -995,11 +996,11 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         elsewhere); bc_atomic=True: the tiles backward adds its
         dB, dC into one (batch, G, N, L) float32 sum by atomic adds (memory that does not
         grow with D / block_d; the order of the adds varies, so dB, dC are not bitwise
-        reproducible; the backward 1.2x slower on an H200: benchmarks/NOTES.md v25); see
-        benchmarks/NOTES.md).
-      variant: None (the layout's default: "hybrid" on the GPU layout at N <= 16, "tiles"
-        above, "v2" on TPU), "v2", "tiles", "lanes" or "hybrid" (see :class:`Layout`); the
-        measured times of each are in BENCHMARKS.md and benchmarks/NOTES.md.
+        reproducible; the backward 1.2x slower at N 16 on an H200, benchmarks/NOTES.md v25,
+        but faster at N 256, where it is on by default: v30); see benchmarks/NOTES.md).
+      variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
+        "tiles", "lanes" or "hybrid" (see :class:`Layout`); the measured times of each are
+        in BENCHMARKS.md and benchmarks/NOTES.md.
     Returns:
       out (batch, L, D) in u's dtype [, last state (batch, D, N) float32].
     """
