@@ -106,6 +106,7 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
     pytest.param(2, 50, 32, 32, jnp.bfloat16, dict(), id="N32-bf16"),
     pytest.param(1, 40, 32, 64, jnp.float32, dict(split=4, segments=2), id="N64-2seg"),
     pytest.param(2, 21, 8, 64, jnp.float32, dict(split=16), id="N64-J4-D8"),
+    pytest.param(1, 40, 32, 32, jnp.float32, dict(bwd_segments=3), id="N32-bwd3seg"),
 ])
 def test_hybrid_above_16_states_interpret(batch, length, dim, n, dtype, layout):
     """hybrid above N = 16 (the split lanes forward, J <= 16 states a lane; the tiles
@@ -352,7 +353,8 @@ def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     """Above N = 16 hybrid's backward is the tiles variant's backward (the same layout field
     for field, B and C as given); its gradient's forward is hybrid's own where a warp's state
     row is a 32-byte sector or more (>= 8 channels), else the tiles forward in the
-    backward's layout (N 128 at batch 8: 4 channels a warp). At N <= 16 nothing changes."""
+    backward's layout (N 128 at batch 8: 4 channels a warp). A segmented backward (asked
+    for above N = 16) stays hybrid's. At N <= 16 nothing changes."""
     from pallas_kernels.selective_scan.fused import _bwd_layout, _residual_layout
 
     def layout(n, batch, **kw):
@@ -361,7 +363,7 @@ def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     def backward_fields(lay):
         return (lay.variant, lay.block_d, lay.chunk, lay.bwd_num_warps, lay.state_every,
                 lay.bc_atomic, lay.split, lay.delta_tile, lay.group_width, lay.time_block)
-    for n, batch in ((32, 8), (64, 8), (128, 8), (256, 8), (32, 1), (128, 1)):
+    for n, batch in ((32, 8), (64, 8), (128, 8), (256, 8), (128, 1)):
         hybrid, tiles = layout(n, batch), layout(n, batch, variant="tiles")
         assert backward_fields(_bwd_layout(hybrid)) == backward_fields(_bwd_layout(tiles))
         residual = _residual_layout(hybrid)
@@ -375,8 +377,9 @@ def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
         "hybrid", "hybrid", "tiles", "tiles"]
     sixteen = layout(16, 8)
     assert _bwd_layout(sixteen).variant == "hybrid" and _residual_layout(sixteen) == sixteen
-    segmented = layout(64, 1, bwd_segments=2)       # its first pass needs hybrid's B, C
+    segmented = layout(64, 8, bwd_segments=2)       # its first pass needs hybrid's B, C
     assert _bwd_layout(segmented).variant == "hybrid"
+    assert [layout(n, b).bwd_segments for n in (32, 64, 128) for b in (1, 8)] == [1] * 6
 
 
 def test_bc_atomic_default_from_256_states():
@@ -679,6 +682,23 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     f32 = dtype == jnp.float32
     check_against_reference(args, kwargs, dict(interpret=False, variant=variant),
                             tol=1e-4 if f32 else 1e-2, grad_tol=1e-3 if f32 else 3e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
+@pytest.mark.parametrize("n,layout", [
+    pytest.param(32, dict(bwd_segments=3), id="N32-bwdseg3"),
+    pytest.param(64, dict(bwd_segments=3), id="N64-bwdseg3"),
+    pytest.param(128, dict(), id="N128-tiles-residual"),
+    pytest.param(256, dict(), id="N256-bc-atomic")])
+def test_above_16_states_compiled_gpu(n, layout):
+    """The default layout above N = 16 compiled (the gradient's forward the tiles forward
+    at N 128, dB and dC by atomics at N 256) and hybrid's segmented backward there (its
+    first pass holds N states a lane; opt-in until this passes): values and gradients."""
+    args = random_inputs(jax.random.PRNGKey(n), 2, 600, 64, n, None, jnp.float32,
+                         True, True, True, for_softplus=True)
+    check_against_reference(args, dict(delta_softplus=True, return_last_state=True),
+                            dict(interpret=False, **layout), tol=1e-4, grad_tol=1e-3)
 
 
 @pytest.mark.gpu

@@ -356,8 +356,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if bwd_segments is None and variant == "hybrid" and platform == "gpu":
         # the tiles backward's programs are the lanes forward's (32 channels each): the same
         # rule (batch 8 L 4096: 2.90 -> 2.70 ms at P = 16; batch 1 L 16384: 8.63 -> 1.55 ms
-        # at P = 32; benchmarks/NOTES.md, v8-v9 timed). Not above N = 16: the segments'
-        # first pass holds a channel's N states in one lane.
+        # at P = 32; benchmarks/NOTES.md, v8-v9 timed). Not above N = 16 (the segments'
+        # first pass holds a channel's N states in one lane) until checked compiled: there
+        # at batch 1 L 4096 it ran N 32 2.60 -> 0.98 ms, N 64 2.80 -> 1.85 at P = 32 (run
+        # 61, benchmarks/NOTES.md v30; bwd_segments=P asks for it).
         bwd_segments = (_default_segments(bwd_programs, length) if n_pad <= LANE_STATES
                         else 1)
     bwd_segments = bwd_segments or 1
