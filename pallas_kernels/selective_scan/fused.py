@@ -395,8 +395,9 @@ def _bwd_layout(lay):
     """The layout of the backward kernels: hybrid's tiles backward keeps its own block, and
     computes delta on (T, bd) tiles where its programs are one warp (delta_tile: the tile's
     rows move between the warp's lanes; with two warps they cross warps, through shared
-    memory and barriers). Above N = 16 it is the tiles variant's backward, B and C as
-    given (not float32: that backward ran 2-11% slower, run 60, benchmarks/NOTES.md v30)."""
+    memory and barriers). Above N = 16, unsegmented, it is the tiles variant's backward,
+    B and C as given: with them float32 the same kernel ran 0-11% slower (runs 59-60; level
+    with tiles' once as given, run 61: benchmarks/NOTES.md v30)."""
     return lay._replace(block_d=lay.bwd_block_d or lay.block_d, split=1,
                         variant="tiles" if _above_lane_states(lay) else lay.variant,
                         delta_tile=lay.variant == "hybrid" and lay.bwd_num_warps == 1)
