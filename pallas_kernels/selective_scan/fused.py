@@ -149,7 +149,7 @@ def _default_split(n_pad, blocks, width):
     programs, else 1 (segments supply the warps; measured at N 16, benchmarks/NOTES.md v11);
     above, the smallest S >= N_pad / LANE_STATES, at most N_pad / SPLIT_STATES, that gives
     SPLIT_PROGRAMS programs (N_pad / LANE_STATES, segmented, where none does)."""
-    base = max(1, min(32, _next_pow2(width)))
+    base = _lanes_block(width)
 
     def programs(split):
         return blocks * -(-width // max(1, base // split))
@@ -162,6 +162,11 @@ def _default_split(n_pad, blocks, width):
             return split
         split *= 2
     return n_pad // LANE_STATES
+
+
+def _lanes_block(width):
+    """Channels a lanes program (one a lane): min(32, pow2(width)), a warp's worth."""
+    return max(1, min(32, _next_pow2(width)))
 
 
 def _tiles_block(n_pad, width):
@@ -291,7 +296,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # recomputed states a lane, so T shrinks as N grows. hybrid: the tiles backward (its
         # own warps) on the lanes forward's states.
         # split lanes a channel: the forward's block is the backward's over split
-        whole = block_d * split if block_d else max(1, min(32, _next_pow2(width)))
+        whole = block_d * split if block_d else _lanes_block(width)
         block_d = max(1, whole // split)
         bwd_block_d = bwd_block_d_arg or whole
         if variant == "hybrid" and bwd_block_d_arg is None and n_pad > LANE_STATES:
