@@ -117,6 +117,27 @@ def test_hybrid_above_16_states_interpret(batch, length, dim, n, dtype, layout):
                      dict(layout, variant="hybrid"))
 
 
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,residual", [
+    pytest.param(2, 13, 20, 24, 2, jnp.float32, "hybrid", id="N24-grouped-Dgtail-Lprime"),
+    pytest.param(1, 17, 12, 40, None, jnp.bfloat16, "tiles", id="N40-bf16-Dtail"),
+    pytest.param(2, 11, 24, 100, 3, jnp.float32, "tiles", id="N100-grouped"),
+    pytest.param(1, 9, 16, 200, 2, jnp.float32, "tiles", id="N200-grouped-bc-atomic"),
+])
+def test_default_above_16_states_awkward_shapes_interpret(batch, length, dim, n, groups,
+                                                          dtype, residual):
+    """The GPU default above N = 16 (hybrid; the gradient's forward the tiles forward where
+    a warp holds < 8 channels; dB, dC by atomics from N_pad 256) on awkward shapes: N
+    padded to a power of two, grouped B, C, a group width that is no power of two, L
+    prime: values, last state and gradients. ``residual``: the gradient's forward (tiles
+    where the forward's warp holds < 8 channels: 4 at N40, 1 at N100, N200)."""
+    from pallas_kernels.selective_scan.fused import _residual_layout
+    lay = choose_layout(length, dim, n, groups or 1, "gpu", True, batch=batch)
+    assert lay.variant == "hybrid" and lay.bc_atomic == (n > 128)
+    assert _residual_layout(lay).variant == residual
+    _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), True, True,
+                     dict())
+
+
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,softplus,layout", [
     pytest.param(2, 21, 40, 6, 2, jnp.float32, True, dict(segments=3, chunk=2, unroll=2),
                  id="hybrid-3seg-grouped"),
