@@ -798,7 +798,6 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     args = list(args)
     # B and C prepared apart, as in the forward (see _forward_args)
     args[3], args[4] = _kernel_bc(B, lay, backward=True), _kernel_bc(C, lay, backward=True)
-    extra = []
     if P > 1:
         # the adjoint entering each segment from the right, in place of dlast
         dlast = _link_call(lay, A_T, *_backward_adjoints(lay, length, opts, args, dout),
@@ -823,13 +822,13 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
         out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
         out_specs.append(seq_spec)
     bc_dims = (n, length_pad) if transposed else (length_pad, n)
-    aliases = {}
+    aliases, extra = {}, []
     if lay.bc_atomic:
         # one (N, L) sum a (batch, group), every block of the group adding its tiles into it:
         # outputs aliased to zeroed inputs (appended after the kernel's other inputs)
         bc_sum = jax.ShapeDtypeStruct((batch, lay.groups) + bc_dims, jnp.float32)
         n_in = len(in_specs)
-        extra = list(extra) + [jnp.zeros(bc_sum.shape, bc_sum.dtype)] * 2
+        extra = [jnp.zeros(bc_sum.shape, bc_sum.dtype)] * 2
         in_specs += [spec("bc", rev)] * 2
         aliases = {n_in: len(out_shape), n_in + 1: len(out_shape) + 1}
         out_shape += [bc_sum, bc_sum]
