@@ -122,6 +122,7 @@ def test_hybrid_above_16_states_interpret(batch, length, dim, n, dtype, layout):
     pytest.param(1, 17, 12, 40, None, jnp.bfloat16, "tiles", id="N40-bf16-Dtail"),
     pytest.param(2, 11, 24, 100, 3, jnp.float32, "tiles", id="N100-grouped"),
     pytest.param(1, 9, 16, 200, 2, jnp.float32, "tiles", id="N200-grouped-bc-atomic"),
+    pytest.param(1, 300, 12, 40, None, jnp.float32, "hybrid", id="N40-bwd-segmented"),
 ])
 def test_default_above_16_states_awkward_shapes_interpret(batch, length, dim, n, groups,
                                                           dtype, residual):
@@ -133,8 +134,25 @@ def test_default_above_16_states_awkward_shapes_interpret(batch, length, dim, n,
     from pallas_kernels.selective_scan.fused import _residual_layout
     lay = choose_layout(length, dim, n, groups or 1, "gpu", True, batch=batch)
     assert lay.variant == "hybrid" and lay.bc_atomic == (n > 128)
-    assert _residual_layout(lay).variant == residual
+    assert _residual_layout(lay, batch).variant == residual
+    assert lay.bwd_segments == (2 if length >= 256 else 1)   # segments of >= 128 steps
     _check_interpret(batch, length, dim, n, groups, dtype, (True, True, True), True, True,
+                     dict())
+
+
+def test_default_gradient_forward_with_8_channels_a_warp_interpret(monkeypatch):
+    """Where hybrid's forward warp holds < 8 channels but 8 a warp (J <= 32) still gives
+    SPLIT_PROGRAMS programs (N 128 at batch 8, D 1536 on the GPU; here SPLIT_PROGRAMS
+    lowered to reach it at a small shape) the gradient's forward is hybrid's at S 4:
+    values, last state and gradients through that path."""
+    from pallas_kernels.selective_scan import fused
+    monkeypatch.setattr(fused, "SPLIT_PROGRAMS", 8)
+    lay = choose_layout(19, 32, 128, 1, "gpu", True, batch=2)
+    residual = fused._residual_layout(lay, 2)
+    assert (lay.split, lay.block_d) == (8, 4)
+    assert (residual.variant, residual.split, residual.block_d, residual.unroll) == (
+        "hybrid", 4, 8, 1)
+    _check_interpret(2, 19, 32, 128, None, jnp.float32, (True, True, True), True, True,
                      dict())
 
 
@@ -373,9 +391,11 @@ def test_hybrid_layout_above_16_states():
 def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     """Above N = 16 hybrid's backward is the tiles variant's backward (the same layout field
     for field, B and C as given); its gradient's forward is hybrid's own where a warp's state
-    row is a 32-byte sector or more (>= 8 channels), else the tiles forward in the
-    backward's layout (N 128 at batch 8: 4 channels a warp). A segmented backward (asked
-    for above N = 16) stays hybrid's. At N <= 16 nothing changes."""
+    row is a 32-byte sector or more (>= 8 channels); with fewer, hybrid's with 8 channels a
+    warp where that keeps J <= 32 states a lane and SPLIT_PROGRAMS programs (N 128 at batch
+    8: S 4 instead of 8), else the tiles forward in the backward's layout. The segmented
+    backward (the default up to N 64 where programs are few: batch 1) stays hybrid's. At
+    N <= 16 nothing changes."""
     from pallas_kernels.selective_scan.fused import _bwd_layout, _residual_layout
 
     def layout(n, batch, **kw):
@@ -387,20 +407,29 @@ def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     for n, batch in ((32, 8), (64, 8), (128, 8), (256, 8), (128, 1)):
         hybrid, tiles = layout(n, batch), layout(n, batch, variant="tiles")
         assert backward_fields(_bwd_layout(hybrid)) == backward_fields(_bwd_layout(tiles))
-        residual = _residual_layout(hybrid)
+        residual = _residual_layout(hybrid, batch)
         if hybrid.block_d >= 8:
             assert residual == hybrid
+        elif (n, batch) == (128, 8):                 # 8 channels a warp, J 32, one step
+            assert residual == layout(n, batch, split=4, unroll=1)
+            assert residual.block_d == 8 and backward_fields(_bwd_layout(residual)) == \
+                backward_fields(_bwd_layout(tiles))
         else:
             assert residual == _bwd_layout(hybrid)._replace(
                 segments=1, unroll=hybrid.chunk, num_warps=tiles.num_warps, bwd_block_d=0)
             assert backward_fields(residual) == backward_fields(tiles)
-    assert [_residual_layout(layout(n, 8)).variant for n in (32, 64, 128, 256)] == [
-        "hybrid", "hybrid", "tiles", "tiles"]
+    assert [_residual_layout(layout(n, 8), 8).variant for n in (32, 64, 128, 256)] == [
+        "hybrid", "hybrid", "hybrid", "tiles"]                # N 256: J 64 would be > 32
+    assert _residual_layout(layout(128, 4), 4).variant == "tiles"    # 768 programs at S 4
     sixteen = layout(16, 8)
-    assert _bwd_layout(sixteen).variant == "hybrid" and _residual_layout(sixteen) == sixteen
+    assert _bwd_layout(sixteen).variant == "hybrid" and _residual_layout(sixteen, 8) == sixteen
     segmented = layout(64, 8, bwd_segments=2)       # its first pass needs hybrid's B, C
     assert _bwd_layout(segmented).variant == "hybrid"
-    assert [layout(n, b).bwd_segments for n in (32, 64, 128) for b in (1, 8)] == [1] * 6
+    assert _residual_layout(segmented, 8) == segmented
+    # segmented by default up to N 64 where programs are few (batch 1, 48), not at batch 8
+    assert [layout(n, b).bwd_segments for n in (32, 64, 128) for b in (1, 8)] == [
+        32, 1, 32, 1, 1, 1]
+    assert layout(64, 1, bwd_segments=1).bwd_segments == 1
 
 
 def test_bc_atomic_default_from_256_states():

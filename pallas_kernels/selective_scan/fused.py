@@ -136,6 +136,10 @@ BWD_BLOCK_D = 16
 BWD_PROGRAMS = 384
 # The tiles backward adds dB, dC by atomics (bc_atomic) by default from this N_pad (run 60).
 BC_ATOMIC_STATES = 256
+# Above N = 16 hybrid's backward is segmented by default (its first pass, the lanes adjoint
+# kernel, holds a channel's N_pad states in one lane: 255 registers at 64) up to this N_pad,
+# where there are fewer than BWD_PROGRAMS 32-channel programs (batch 1 at D 1536).
+SEGMENTED_BWD_STATES = 64
 
 
 def _tile_warps(n_pad, block_d):
@@ -235,9 +239,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
     hybrid above N = 16 (benchmarks/NOTES.md v28, v30): at most LANE_STATES = 16 states a
     lane (S from :func:`_default_split`); its backward is the tiles variant's, unsegmented
-    (the segments' first pass would hold N states a lane), and where the forward's warp
-    holds fewer than 8 channels (N_pad >= 128 at batch 8) the forward that saves the states
-    for it is the tiles forward too (see :func:`_residual_layout`).
+    where there are BWD_PROGRAMS programs or N_pad > SEGMENTED_BWD_STATES (64: the
+    segments' first pass holds N states a lane), else segmented by the rule above (batch
+    1); where the forward's warp holds fewer than 8 channels (N_pad >= 128 at batch 8) the
+    forward that saves the states for it takes 8 (N_pad 128 at batch 8) or is the tiles
+    forward (see :func:`_residual_layout`).
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
     block's m chunks before walking them (variants tiles and hybrid). Default: N_pad / T
@@ -361,12 +367,13 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if bwd_segments is None and variant == "hybrid" and platform == "gpu":
         # the tiles backward's programs are the lanes forward's (32 channels each): the same
         # rule (batch 8 L 4096: 2.90 -> 2.70 ms at P = 16; batch 1 L 16384: 8.63 -> 1.55 ms
-        # at P = 32; benchmarks/NOTES.md, v8-v9 timed). Not above N = 16 (the segments'
-        # first pass holds a channel's N states in one lane) until checked compiled: there
-        # at batch 1 L 4096 it ran N 32 2.60 -> 0.98 ms, N 64 2.80 -> 1.85 at P = 32 (run
-        # 61, benchmarks/NOTES.md v30; bwd_segments=P asks for it).
-        bwd_segments = (_default_segments(bwd_programs, length) if n_pad <= LANE_STATES
-                        else 1)
+        # at P = 32; benchmarks/NOTES.md, v8-v9 timed). Above N = 16 (the segments' first
+        # pass holds a channel's N states in one lane) only up to SEGMENTED_BWD_STATES and
+        # where programs are few: batch 1 L 4096 N 32 2.60 -> 0.98 ms, N 64 2.80 -> 1.85 at
+        # P = 32 (run 61); batch 8 N 64 10.94 -> 12.87 at P = 16 (run 63; NOTES.md v32).
+        segmented = n_pad <= LANE_STATES or (n_pad <= SEGMENTED_BWD_STATES
+                                             and bwd_programs < BWD_PROGRAMS)
+        bwd_segments = _default_segments(bwd_programs, length) if segmented else 1
     bwd_segments = bwd_segments or 1
     if bwd_segments > 1 and variant != "hybrid":
         raise ValueError(f"bwd_segments={bwd_segments} needs variant 'hybrid' (the tiles "
@@ -413,15 +420,27 @@ def _bwd_layout(lay):
 # 83.5 (bf16 batch 8 L 4096, run 59; forward alone 7.2 against 24.0); partial-sector
 # stores are the likely cause (not profiled). With 8 (N 64) it ran faster than tiles'.
 RESIDUAL_MIN_BLOCK = 8
+# ... with at most this many states a lane: J 32, one step an iteration, 156 registers and
+# no spills at N 128 (ptxas sm_90, NOTES.md v31); the N 128 training step 83.4 -> 69.1 ms
+# against the tiles forward (bf16 batch 8 L 4096, run 63; NOTES.md v32).
+RESIDUAL_LANE_STATES = 32
 
 
-def _residual_layout(lay):
-    """The layout of the forward that saves states for the backward: ``lay`` itself, but
-    the tiles forward in the backward's own block for hybrid above N = 16 where its
-    forward's warp holds fewer than RESIDUAL_MIN_BLOCK channels (its state rows part
-    sectors). Both save the same states, (batch, L_pad / T, N_pad, D_pad)."""
+def _residual_layout(lay, batch):
+    """The layout of the forward that saves states for the backward, for ``batch`` rows:
+    ``lay`` itself, except for hybrid above N = 16 where its forward's warp holds fewer
+    than RESIDUAL_MIN_BLOCK channels (its state rows part sectors). There: hybrid's forward
+    with RESIDUAL_MIN_BLOCK channels a warp (at most RESIDUAL_LANE_STATES states a lane,
+    one step an iteration) where that still gives SPLIT_PROGRAMS programs, else the tiles
+    forward in the backward's own block. All save the same states, (batch, L_pad / T,
+    N_pad, D_pad)."""
     if not (_above_lane_states(lay) and lay.block_d < RESIDUAL_MIN_BLOCK):
         return lay
+    split = lay.block_d * lay.split // RESIDUAL_MIN_BLOCK
+    programs = batch * lay.groups * -(-lay.group_width // RESIDUAL_MIN_BLOCK)
+    if (split >= 1 and lay.n_state // split <= RESIDUAL_LANE_STATES
+            and programs >= SPLIT_PROGRAMS):
+        return lay._replace(block_d=RESIDUAL_MIN_BLOCK, split=split, unroll=1, segments=1)
     bwd = _bwd_layout(lay)
     return bwd._replace(segments=1, unroll=lay.chunk, num_warps=lay.bwd_num_warps,
                         delta_tile=False, bwd_block_d=0)
@@ -906,7 +925,7 @@ def _scan_core(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
 
 def _scan_core_fwd(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
     inputs = (u, delta, A_T, B, C, Dskip, z, bias)
-    out, states, last = _forward_call(_residual_layout(lay), length,
+    out, states, last = _forward_call(_residual_layout(lay, u.shape[0]), length,
                                       _opts(Dskip, z, bias, softplus), True, _pack(*inputs))
     return (out, last), (inputs, states)
 
