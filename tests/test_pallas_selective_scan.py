@@ -394,7 +394,7 @@ def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     row is a 32-byte sector or more (>= 8 channels); with fewer, hybrid's with 8 channels a
     warp where that keeps J <= 32 states a lane and SPLIT_PROGRAMS programs (N 128 at batch
     8: S 4 instead of 8), else the tiles forward in the backward's layout. The segmented
-    backward (the default up to N 64 where programs are few: batch 1) stays hybrid's. At
+    backward (the default up to N 64 where programs are few, e.g. batch 1) stays hybrid's. At
     N <= 16 nothing changes."""
     from pallas_kernels.selective_scan.fused import _bwd_layout, _residual_layout
 
@@ -426,9 +426,9 @@ def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     segmented = layout(64, 8, bwd_segments=2)       # its first pass needs hybrid's B, C
     assert _bwd_layout(segmented).variant == "hybrid"
     assert _residual_layout(segmented, 8) == segmented
-    # segmented by default up to N 64 where programs are few (batch 1, 48), not at batch 8
-    assert [layout(n, b).bwd_segments for n in (32, 64, 128) for b in (1, 8)] == [
-        32, 1, 32, 1, 1, 1]
+    # segmented by default up to N 64 where programs x N_pad / 32 < 384 (48 a batch row)
+    assert [layout(n, b).bwd_segments for n in (32, 64, 128) for b in (1, 4, 8)] == [
+        32, 32, 1, 32, 1, 1, 1, 1, 1]
     assert layout(64, 1, bwd_segments=1).bwd_segments == 1
 
 

@@ -138,7 +138,8 @@ BWD_PROGRAMS = 384
 BC_ATOMIC_STATES = 256
 # Above N = 16 hybrid's backward is segmented by default (its first pass, the lanes adjoint
 # kernel, holds a channel's N_pad states in one lane: 255 registers at 64) up to this N_pad,
-# where there are fewer than BWD_PROGRAMS 32-channel programs (batch 1 at D 1536).
+# where its 32-channel programs x N_pad / 32 are fewer than BWD_PROGRAMS (at D 1536: N 32 up
+# to batch 7, N 64 up to batch 3).
 SEGMENTED_BWD_STATES = 64
 
 
@@ -239,9 +240,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
     hybrid above N = 16 (benchmarks/NOTES.md v28, v30): at most LANE_STATES = 16 states a
     lane (S from :func:`_default_split`); its backward is the tiles variant's, unsegmented
-    where there are BWD_PROGRAMS programs or N_pad > SEGMENTED_BWD_STATES (64: the
-    segments' first pass holds N states a lane), else segmented by the rule above (batch
-    1); where the forward's warp holds fewer than 8 channels (N_pad >= 128 at batch 8) the
+    where programs x N_pad / 32 reach BWD_PROGRAMS or N_pad > SEGMENTED_BWD_STATES (64:
+    the segments' first pass holds N states a lane), else segmented by the rule above
+    (at D 1536: N 32 below batch 8, N 64 below batch 4); where the forward's warp holds fewer than 8 channels (N_pad >= 128 at batch 8) the
     forward that saves the states for it takes 8 (N_pad 128 at batch 8) or is the tiles
     forward (see :func:`_residual_layout`).
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
@@ -369,10 +370,12 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # rule (batch 8 L 4096: 2.90 -> 2.70 ms at P = 16; batch 1 L 16384: 8.63 -> 1.55 ms
         # at P = 32; benchmarks/NOTES.md, v8-v9 timed). Above N = 16 (the segments' first
         # pass holds a channel's N states in one lane) only up to SEGMENTED_BWD_STATES and
-        # where programs are few: batch 1 L 4096 N 32 2.60 -> 0.98 ms, N 64 2.80 -> 1.85 at
-        # P = 32 (run 61); batch 8 N 64 10.94 -> 12.87 at P = 16 (run 63; NOTES.md v32).
-        segmented = n_pad <= LANE_STATES or (n_pad <= SEGMENTED_BWD_STATES
-                                             and bwd_programs < BWD_PROGRAMS)
+        # where programs x N_pad / 32 < BWD_PROGRAMS. bf16 L 4096 (runs 61-64, NOTES.md
+        # v32), unsegmented -> segmented: batch 1 N 32 2.63 -> 0.98 ms, N 64 2.87 -> 1.84;
+        # batch 4 N 32 3.31 -> 3.01, N 64 7.19 -> 7.34 (left unsegmented); batch 8 N 64
+        # 10.94 -> 12.87 (and N 32 5.81 -> 5.56, the one point the rule leaves out).
+        segmented = n_pad <= LANE_STATES or (
+            n_pad <= SEGMENTED_BWD_STATES and bwd_programs * n_pad < BWD_PROGRAMS * 32)
         bwd_segments = _default_segments(bwd_programs, length) if segmented else 1
     bwd_segments = bwd_segments or 1
     if bwd_segments > 1 and variant != "hybrid":
