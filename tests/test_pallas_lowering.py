@@ -86,14 +86,15 @@ def test_exports_forward_and_backward(platform, layout, variant, batch, length, 
                    dict(delta_softplus=with_optional, platform=layout, **_variant_args(variant)))
 
 
-@pytest.mark.parametrize("batch,n", [(8, 32), (8, 64), (8, 128), (8, 256), (1, 64),
-                                     (1, 128)])
+@pytest.mark.parametrize("batch,n", [(8, 32), (8, 64), (8, 128), (8, 256), (1, 32),
+                                     (1, 64), (1, 128)])
 def test_exports_hybrid_above_16_states(batch, n):
     """The default layout (hybrid) above N = 16 at the protocol's shape (specs only, nothing
     allocated): the lanes forward with J <= 16 states a lane on N / J lanes (segmented at
-    batch 1 where its programs are few), the tiles backward in its own block and chunk, the
-    gradient's forward the tiles forward where a warp holds < 8 channels (N >= 128 at batch
-    8), dB and dC summed by atomics at N 256."""
+    batch 1 where its programs are few), the tiles backward in its own block and chunk
+    (segmented at batch 1 up to N 64), the gradient's forward hybrid's with 8 channels a
+    warp at (8, 128) and the tiles forward at (1, 128) and N 256, dB and dC summed by
+    atomics at N 256."""
     specs = _specs(batch, 4096, 1536, n, None, jnp.bfloat16, True)
     _check_exports("cuda", specs, dict(delta_softplus=True, platform="gpu"))
 
