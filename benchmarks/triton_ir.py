@@ -188,6 +188,9 @@ def main():
                    help="split forward: delta on (S, bd) tiles of S steps")
     p.add_argument("--bwd-block-d", type=int, default=None, help="channels a backward program")
     p.add_argument("--bwd-num-warps", type=int, default=None, help="warps a backward program")
+    p.add_argument("--chunk", type=int, default=None, help="T, steps a chunk of the backward")
+    p.add_argument("--state-every", type=int, default=None,
+                   help="m: the state saved every m chunks")
     p.add_argument("--out", default="/tmp/triton_ir")
     p.add_argument("--triton-path", default=None)
     a = p.parse_args()
@@ -199,14 +202,16 @@ def main():
     lay = choose_layout(a.length, 1536, a.state_size, 1, "gpu", False, batch=a.batch,
                         num_warps=a.num_warps,
                         variant=a.variant, split=a.split, bwd_block_d=a.bwd_block_d,
-                        bwd_num_warps=a.bwd_num_warps)
+                        bwd_num_warps=a.bwd_num_warps, chunk=a.chunk,
+                        state_every=a.state_every)
     mods = triton_modules(a.variant, lay.num_warps, a.length, batch=a.batch, n=a.state_size,
                           with_z=a.z, segments=a.segments,
                           unroll=a.unroll, prefetch_bc=False if a.no_prefetch_bc else None,
                           bwd_segments=a.bwd_segments, forward_only=a.forward_only,
                           split=a.split, row_ahead=a.row_ahead,
                           delta_tile=a.delta_tile or None, bwd_block_d=a.bwd_block_d,
-                          bwd_num_warps=a.bwd_num_warps)
+                          bwd_num_warps=a.bwd_num_warps, chunk=a.chunk,
+                          state_every=a.state_every)
     for name, ttir in mods.items():
         warps = (lay.bwd_num_warps if name.endswith("bwd")  # lanes kernels: their own warps
                  else 1 if name.endswith("link") else lay.num_warps)

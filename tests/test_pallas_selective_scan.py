@@ -107,6 +107,11 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
     pytest.param(1, 40, 32, 64, jnp.float32, dict(split=4, segments=2), id="N64-2seg"),
     pytest.param(2, 21, 8, 64, jnp.float32, dict(split=16), id="N64-J4-D8"),
     pytest.param(1, 40, 32, 32, jnp.float32, dict(bwd_segments=3), id="N32-bwd3seg"),
+    # one-warp backward programs of 4 / 2 channels above N = 16 (NOTES.md v33, opt-in)
+    pytest.param(1, 23, 16, 128, jnp.float32,
+                 dict(bwd_block_d=4, bwd_num_warps=1, state_every=1), id="N128-bwd-w1-bd4"),
+    pytest.param(2, 19, 8, 256, jnp.bfloat16,
+                 dict(bwd_block_d=2, bwd_num_warps=1, state_every=1), id="N256-bwd-w1-bd2"),
 ])
 def test_hybrid_above_16_states_interpret(batch, length, dim, n, dtype, layout):
     """hybrid above N = 16 (the split lanes forward, J <= 16 states a lane; the tiles
@@ -740,11 +745,18 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(32, dict(bwd_segments=3), id="N32-bwdseg3"),
     pytest.param(64, dict(bwd_segments=3), id="N64-bwdseg3"),
     pytest.param(128, dict(), id="N128-tiles-residual"),
-    pytest.param(256, dict(), id="N256-bc-atomic")])
+    pytest.param(256, dict(), id="N256-bc-atomic"),
+    pytest.param(32, dict(bwd_block_d=8, bwd_num_warps=1, state_every=1), id="N32-bwd-w1-bd8"),
+    pytest.param(128, dict(bwd_block_d=4, bwd_num_warps=1, state_every=1),
+                 id="N128-bwd-w1-bd4"),
+    pytest.param(256, dict(bwd_block_d=2, bwd_num_warps=1, state_every=1),
+                 id="N256-bwd-w1-bd2")])
 def test_above_16_states_compiled_gpu(n, layout):
-    """The default layout above N = 16 compiled (the gradient's forward the tiles forward
-    at N 128, dB and dC by atomics at N 256) and hybrid's segmented backward there (its
-    first pass holds N states a lane; opt-in until this passes): values and gradients."""
+    """The default layout above N = 16 compiled (at this shape the gradient's forward is
+    the tiles forward at N 128, dB and dC by atomics at N 256), hybrid's segmented backward
+    there (its first pass holds N states a lane; the default at batch 1 up to N 64), and
+    the tiles backward in one-warp programs of 8 / 4 / 2 channels (opt-in, NOTES.md v33):
+    values and gradients."""
     args = random_inputs(jax.random.PRNGKey(n), 2, 600, 64, n, None, jnp.float32,
                          True, True, True, for_softplus=True)
     check_against_reference(args, dict(delta_softplus=True, return_last_state=True),
