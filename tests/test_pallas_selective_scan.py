@@ -435,6 +435,10 @@ def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     assert [layout(n, b).bwd_segments for n in (32, 64, 128) for b in (1, 4, 8)] == [
         32, 32, 1, 32, 1, 1, 1, 1, 1]
     assert layout(64, 1, bwd_segments=1).bwd_segments == 1
+    # one-warp backward programs asked for above N = 16 keep every chunk's state (m 1):
+    # m = N_pad / T (written for N 16) would be 64 chunk starts a block at N 128
+    assert layout(128, 8, bwd_block_d=4, bwd_num_warps=1).state_every == 1
+    assert layout(16, 8).state_every == 4
 
 
 def test_bc_atomic_default_from_256_states():

@@ -248,8 +248,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
     block's m chunks before walking them (variants tiles and hybrid). Default: N_pad / T
-    for hybrid on the GPU where its backward programs are one warp (K = N_pad steps: one
-    saved float a (t, d)), else 1.
+    for hybrid on the GPU at N_pad <= 16 where its backward programs are one warp (K =
+    N_pad steps: one saved float a (t, d)), else 1.
     ``bc_atomic`` (tiles, hybrid; see :class:`Layout`): by default on the GPU from N_pad =
     BC_ATOMIC_STATES (256), where the dB, dC partials outgrow the atomics' cost.
     TPU: block_d = 128 (full lanes), T = 16, time blocks of up to 256 steps.
@@ -335,9 +335,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # saved every N_pad steps (m = N_pad / T, one float a (t, d) at N = 16: runs 48, 50,
         # the training step +1% to +5%, memory -32%). With two-warp programs (few, e.g.
         # batch 1) the recomputed chunk starts cost the backward +40% (run 51), so there, in
-        # tiles (N > 16; its buffer of m chunk starts grows as N^2 / T a channel) and in the
-        # other variants the state is saved every chunk.
-        one_warp_bwd = variant == "hybrid" and bwd_num_warps == 1
+        # tiles and hybrid above N = 16 (its buffer of m chunk starts grows as N^2 / T a
+        # channel: m = 64 at N 128) and in the other variants the state is saved every chunk.
+        one_warp_bwd = (variant == "hybrid" and bwd_num_warps == 1
+                        and n_pad <= LANE_STATES)
         state_every = max(1, n_pad // chunk) if one_warp_bwd and platform == "gpu" else 1
     if bc_atomic is None:
         # from N_pad = BC_ATOMIC_STATES the dB, dC partials (L D N_pad^2 / 1024 floats a batch)
