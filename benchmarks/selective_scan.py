@@ -403,7 +403,9 @@ def tokens(out_dir, anchor, reps, inner, modes, max_log=20, min_log=12):
     """Batch 1, L = 2^12 .. 2^max_log: time per token of forward (and backward) (bf16).
 
     One warm-up call. A sample is ``inner`` calls up to L = 2^16 (so that host dispatch,
-    ~0.2 ms a call, does not count as kernel time, as in the other sections), one above."""
+    ~0.2 ms a call, does not count as kernel time, as in the other sections), one above.
+    With ``out_dir``, the curves are also drawn to ``tokens.png`` there."""
+    rows = []
     for log_l in range(min_log, max_log + 1, 2):
         length = 1 << log_l
         inner_l = inner if log_l <= 16 else 1
@@ -424,7 +426,42 @@ def tokens(out_dir, anchor, reps, inner, modes, max_log=20, min_log=12):
             if k.endswith("_ms"):
                 row[k.replace("_ms", "_ns_per_token")] = 1e6 * row[k] / length
         record(out_dir, **row)
+        rows.append(row)
         print(row, flush=True)
+    if out_dir and rows:
+        print("plot:", plot_tokens(rows, os.path.join(out_dir, "tokens.png")), flush=True)
+
+
+def plot_tokens(rows, path, title="batch 1, time per token"):
+    """Draw the tokens section's rows: ns a token against L (log 2), one line for each
+    ``<impl>_<mode>_ns_per_token`` column (ours solid, the official kernel dashed); write
+    the PNG to ``path`` and return it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = sorted((r for r in rows if r.get("section") == "tokens"), key=lambda r: r["L"])
+    columns = sorted({k for r in rows for k in r if k.endswith("_ns_per_token")})
+    if not columns:
+        raise ValueError("plot_tokens: no tokens rows with *_ns_per_token columns")
+    modes = sorted({col.split("_")[-4] for col in columns})   # <impl>_<mode>_ns_per_token
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for col in columns:
+        pts = [(r["L"], r[col]) for r in rows if col in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                color=f"C{modes.index(col.split('_')[-4])}",
+                linestyle="--" if col.startswith("anchor") else "-",
+                label=col.replace("_ns_per_token", "").replace("anchor", "official"))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("L (tokens)")
+    ax.set_ylabel("ns a token")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 SWEEP_FIELDS = ("block_d", "num_warps", "chunk", "unroll", "segments", "prefetch_bc",
@@ -547,6 +584,9 @@ def main():
     p.add_argument("--token-reps", type=int, default=20)
     p.add_argument("--token-max-log", type=int, default=20)
     p.add_argument("--token-min-log", type=int, default=12)
+    p.add_argument("--plot-tokens", default=None, metavar="RESULTS_JSONL",
+                   help="only draw the tokens rows of a saved results.jsonl to "
+                        "--out/tokens.png (no device needed), then exit")
     p.add_argument("--xla-max",
                    default="bf16:bwd:2048,f32:bwd:2048,bf16:step:2048,f32:step:2048",
                    help="largest L timed for xla per dtype:mode, e.g. f32:bwd:4096,bf16:bwd:16384"
@@ -554,6 +594,12 @@ def main():
                    " ran out of the call's time in bf16 and out of memory in f32, BENCHMARKS.md"
                    " run 9)")
     a = p.parse_args()
+    if a.plot_tokens:
+        with open(a.plot_tokens) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        print(plot_tokens(rows, os.path.join(a.out or ".", "tokens.png"),
+                          title=f"batch 1, time per token\n{os.path.basename(a.plot_tokens)}"))
+        return
     globals().update(BATCH=a.batch, DIM=a.dim, N_STATE=a.state_size)
     VARIANTS[:] = a.variants.split(",")
     xla_max = {}

@@ -12,7 +12,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_check_time_and_sweep_sections_write_rows(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
-           "--sections", "check,time,sweep,dispatch", "--no-anchor", "--impls", "ours,xla",
+           "--sections", "check,time,sweep,dispatch,tokens", "--no-anchor", "--impls", "ours,xla",
+           "--token-min-log", "4", "--token-max-log", "6", "--token-modes", "fwd",
+           "--token-reps", "1",
            "--batch", "1", "--dim", "32", "--lengths", "16", "--sweep-length", "16",
            "--sweep", "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1,"
            "default:state_every=1",
@@ -34,6 +36,8 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     checks = by_section["check"]
     assert checks and all(r["rel_err_fwd_default"] < 1e-5 for r in checks)
     assert all(r["max_rel_err"] < 1e-4 for r in by_section["check_grad"])
+    assert [r["L"] for r in by_section["tokens"]] == [16, 64]
+    assert (tmp_path / "tokens.png").stat().st_size > 1000       # the curves, drawn
     times = by_section["time"]
     assert {r["mode"] for r in times} == {"fwd", "fwd+z", "bwd", "step"}
     assert all(r["ours_ms"] > 0 and r["xla_ms"] > 0 for r in times)
@@ -105,3 +109,30 @@ def test_time_parallel_experiment_imports_without_triton_and_picks_tiles():
     assert mod.time_parallel_blocks(70, 1, block_d=8) == (4, 32, 8, 4)     # G 1: a D tail
     assert mod.time_parallel_blocks(96, 2, block_d=64) == (4, 32, 32, 4)   # 32 divides 96
     assert mod.time_parallel_blocks(6, 3, steps=2, num_warps=1) == (2, 32, 1, 1)
+
+
+def test_tokens_rows_are_drawn(tmp_path):
+    """The tokens section's curves (ns a token against L) are written as a PNG, from rows in
+    memory and, through --plot-tokens, from a saved results.jsonl; rows without the
+    columns are an error that says so."""
+    import pytest
+    sys.path.insert(0, ROOT)
+    from benchmarks.selective_scan import plot_tokens
+    rows = [dict(section="header")] + [
+        dict(section="tokens", L=1 << k, batch=1, ours_fwd_ns_per_token=30.0 + k,
+             ours_bwd_ns_per_token=80.0, anchor_fwd_ns_per_token=31.0) for k in (14, 12, 16)]
+    path = plot_tokens(rows, str(tmp_path / "t.png"))
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no tokens rows"):
+        plot_tokens(rows[:1], str(tmp_path / "none.png"))
+    saved = tmp_path / "results.jsonl"
+    saved.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    out.mkdir()
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
+                          "--plot-tokens", str(saved), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (out / "tokens.png").stat().st_size > 1000
