@@ -157,7 +157,7 @@ def _default_split(n_pad, blocks, width):
     base = _lanes_block(width)
 
     def programs(split):
-        return blocks * -(-width // max(1, base // split))
+        return _programs(blocks, width, max(1, base // split))
     if n_pad <= LANE_STATES:
         wide = n_pad // SPLIT_STATES
         return wide if wide > 1 and programs(wide) >= SPLIT_PROGRAMS else 1
@@ -167,6 +167,11 @@ def _default_split(n_pad, blocks, width):
             return split
         split *= 2
     return n_pad // LANE_STATES
+
+
+def _programs(blocks, width, block):
+    """Programs for ``blocks`` (batch x G) groups of ``width`` channels, ``block`` a program."""
+    return blocks * -(-width // block)
 
 
 def _lanes_block(width):
@@ -312,7 +317,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
             bwd_block_d = _tiles_block(n_pad, width)
         if (variant == "hybrid" and bwd_block_d_arg is None and bwd_warps is None
                 and n_pad <= 16 and whole > BWD_BLOCK_D
-                and batch * groups * -(-width // whole) >= BWD_PROGRAMS):
+                and _programs(batch * groups, width, whole) >= BWD_PROGRAMS):
             # one-warp backward programs of 16 channels where there are many programs
             bwd_block_d, bwd_warps = BWD_BLOCK_D, 1
         if delta_tile is None:
@@ -347,10 +352,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # 39.3 -> 13.6 GB (bf16 batch 8 L 4096, run 60; at N 128 +10%, at 64 +31%)
         bc_atomic = (platform == "gpu" and variant in TILES_BACKWARD
                      and n_pad >= BC_ATOMIC_STATES)
-    programs = batch * groups * -(-width // block_d)
+    programs = _programs(batch * groups, width, block_d)
     # the backward's time segments as for 32-channel programs (its one-warp 16-channel
     # layout ran best with the same P: batch 8 L 4096, run 38)
-    bwd_programs = batch * groups * -(-width // (max(bwd_block_d, block_d * split)))
+    bwd_programs = _programs(batch * groups, width, max(bwd_block_d, block_d * split))
     if segments is None and variant in ("lanes", "hybrid"):
         # split: its programs unsegmented where there are enough (the rule above)
         segments = (1 if split > 1 and programs >= SPLIT_PROGRAMS
@@ -442,7 +447,7 @@ def _residual_layout(lay, batch):
     if not (_above_lane_states(lay) and lay.block_d < RESIDUAL_MIN_BLOCK):
         return lay
     split = lay.block_d * lay.split // RESIDUAL_MIN_BLOCK
-    programs = batch * lay.groups * -(-lay.group_width // RESIDUAL_MIN_BLOCK)
+    programs = _programs(batch * lay.groups, lay.group_width, RESIDUAL_MIN_BLOCK)
     if (split >= 1 and lay.n_state // split <= RESIDUAL_LANE_STATES
             and programs >= SPLIT_PROGRAMS):
         return lay._replace(block_d=RESIDUAL_MIN_BLOCK, split=split, unroll=1, segments=1)
