@@ -107,6 +107,11 @@ def test_lanes_forward_unroll_and_hybrid_interpret(variant, layout):
     pytest.param(1, 40, 32, 64, jnp.float32, dict(split=4, segments=2), id="N64-2seg"),
     pytest.param(2, 21, 8, 64, jnp.float32, dict(split=16), id="N64-J4-D8"),
     pytest.param(1, 40, 32, 32, jnp.float32, dict(bwd_segments=3), id="N32-bwd3seg"),
+    # the forward walks 8 steps an iteration, the segmented backward's first pass 2 / 1
+    pytest.param(1, 40, 32, 32, jnp.float32,
+                 dict(split=8, segments=1, unroll=8, bwd_segments=3), id="N32-bwd3seg-U8"),
+    pytest.param(2, 29, 8, 64, jnp.bfloat16,
+                 dict(split=16, segments=1, unroll=8, bwd_segments=2), id="N64-bwd2seg-U8"),
     # one-warp backward programs of 4 / 2 channels above N = 16 (NOTES.md v33, opt-in)
     pytest.param(1, 23, 16, 128, jnp.float32,
                  dict(bwd_block_d=4, bwd_num_warps=1, state_every=1), id="N128-bwd-w1-bd4"),
@@ -158,6 +163,23 @@ def test_default_gradient_forward_with_8_channels_a_warp_interpret(monkeypatch):
     assert (residual.variant, residual.split, residual.block_d, residual.unroll) == (
         "hybrid", 4, 8, 1)
     _check_interpret(2, 19, 32, 128, None, jnp.float32, (True, True, True), True, True,
+                     dict())
+
+
+def test_default_gradient_forward_segmented_with_the_backward_interpret(monkeypatch):
+    """Where hybrid's forward warp holds < 8 channels, 8 a warp give fewer than
+    SPLIT_PROGRAMS programs and the backward is segmented (batch 2 N 64 and batch 4 N 32 at
+    D 1536 on the GPU; here SPLIT_PROGRAMS lowered to 32) the gradient's forward is
+    hybrid's with 8 channels a warp in the backward's time segments: values, last state and
+    gradients through that path."""
+    from pallas_kernels.selective_scan import fused
+    monkeypatch.setattr(fused, "SPLIT_PROGRAMS", 32)
+    lay = choose_layout(300, 32, 64, 1, "gpu", True, batch=2)
+    residual = fused._residual_layout(lay, 2)
+    assert (lay.split, lay.block_d, lay.segments, lay.bwd_segments) == (16, 2, 1, 2)
+    assert (residual.variant, residual.split, residual.block_d, residual.segments,
+            residual.unroll) == ("hybrid", 4, 8, 2, 1)
+    _check_interpret(2, 300, 32, 64, None, jnp.bfloat16, (True, True, True), True, True,
                      dict())
 
 
@@ -393,6 +415,24 @@ def test_hybrid_layout_above_16_states():
     assert fields(layout(16, 8))[:2] == (4, 8) and fields(layout(16, 1))[:2] == (1, 32)
 
 
+def test_segmented_backward_first_pass_unroll():
+    """The segmented backward's first pass walks U steps an iteration, holding (2 + U) x N
+    values a lane: the forward's U where that is at most ADJOINT_VALUES (160), else the
+    largest divisor of it that fits (1 at least). The default layouts at D 1536, L 4096."""
+    from pallas_kernels.selective_scan import fused
+
+    def adjoint_u(n, batch, **kw):
+        lay = choose_layout(4096, 1536, n, 1, "gpu", False, batch=batch, **kw)
+        return lay.unroll, fused._adjoint_unroll(lay)
+    assert adjoint_u(16, 8) == (8, 8)            # N 16, batch 8: kept (168 registers)
+    assert adjoint_u(16, 1) == (2, 2)
+    assert adjoint_u(32, 4) == (8, 2)            # was the forward's 8
+    assert adjoint_u(64, 2) == (8, 1)            # was 8: 6470 spill bytes (run 67)
+    assert adjoint_u(32, 1) == (1, 1) and adjoint_u(64, 1) == (1, 1)
+    assert adjoint_u(16, 8, unroll=16) == (16, 8)
+    assert adjoint_u(256, 1, bwd_segments=2, unroll=4) == (4, 1)
+
+
 def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     """Above N = 16 hybrid's backward is the tiles variant's backward (the same layout field
     for field, B and C as given); its gradient's forward is hybrid's own where a warp's state
@@ -428,6 +468,11 @@ def test_hybrid_above_16_states_hands_the_tiles_layout_its_backward():
     assert _residual_layout(layout(128, 4), 4).variant == "tiles"    # 768 programs at S 4
     sixteen = layout(16, 8)
     assert _bwd_layout(sixteen).variant == "hybrid" and _residual_layout(sixteen, 8) == sixteen
+    # with a segmented backward: 8 channels a warp in its P segments (run 68, NOTES.md v35)
+    assert (layout(64, 2).block_d, layout(32, 4).block_d) == (2, 4)
+    assert _residual_layout(layout(64, 2), 2) == layout(64, 2, split=4, segments=32)
+    assert _residual_layout(layout(32, 4), 4) == layout(32, 4, split=4, segments=32)
+    assert _residual_layout(layout(32, 4), 4).unroll == 2                  # J 8
     segmented = layout(64, 8, bwd_segments=2)       # its first pass needs hybrid's B, C
     assert _bwd_layout(segmented).variant == "hybrid"
     assert _residual_layout(segmented, 8) == segmented
@@ -748,6 +793,8 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
 @pytest.mark.parametrize("n,layout", [
     pytest.param(32, dict(bwd_segments=3), id="N32-bwdseg3"),
     pytest.param(64, dict(bwd_segments=3), id="N64-bwdseg3"),
+    pytest.param(64, dict(split=16, segments=1, unroll=8, bwd_segments=3),
+                 id="N64-bwdseg3-U8"),
     pytest.param(128, dict(), id="N128-tiles-residual"),
     pytest.param(256, dict(), id="N256-bc-atomic"),
     pytest.param(32, dict(bwd_block_d=8, bwd_num_warps=1, state_every=1), id="N32-bwd-w1-bd8"),

@@ -440,17 +440,28 @@ def _residual_layout(lay, batch):
     """The layout of the forward that saves states for the backward, for ``batch`` rows:
     ``lay`` itself, except for hybrid above N = 16 where its forward's warp holds fewer
     than RESIDUAL_MIN_BLOCK channels (its state rows part sectors). There: hybrid's forward
-    with RESIDUAL_MIN_BLOCK channels a warp (at most RESIDUAL_LANE_STATES states a lane,
-    one step an iteration) where that still gives SPLIT_PROGRAMS programs, else the tiles
-    forward in the backward's own block. All save the same states, (batch, L_pad / T,
-    N_pad, D_pad)."""
-    if not (_above_lane_states(lay) and lay.block_d < RESIDUAL_MIN_BLOCK):
+    with RESIDUAL_MIN_BLOCK channels a warp (at most RESIDUAL_LANE_STATES states a lane),
+    unsegmented at one step an iteration where that still gives SPLIT_PROGRAMS programs,
+    else in the segmented backward's P time segments (as batch 1's forward: 16 / J steps
+    an iteration); else (an unsegmented backward) the tiles forward in the backward's own
+    block. All save the same states, (batch, L_pad / T, N_pad, D_pad)."""
+    if not (lay.variant == "hybrid" and lay.n_state > LANE_STATES
+            and lay.block_d < RESIDUAL_MIN_BLOCK):
         return lay
     split = lay.block_d * lay.split // RESIDUAL_MIN_BLOCK
     programs = _programs(batch * lay.groups, lay.group_width, RESIDUAL_MIN_BLOCK)
-    if (split >= 1 and lay.n_state // split <= RESIDUAL_LANE_STATES
-            and programs >= SPLIT_PROGRAMS):
-        return lay._replace(block_d=RESIDUAL_MIN_BLOCK, split=split, unroll=1, segments=1)
+    if split >= 1 and lay.n_state // split <= RESIDUAL_LANE_STATES:
+        wide = lay._replace(block_d=RESIDUAL_MIN_BLOCK, split=split)
+        if programs >= SPLIT_PROGRAMS:
+            return wide._replace(unroll=1, segments=1)
+        if lay.bwd_segments > 1:
+            # bf16 batch 2 N 64 L 4096 (J 4, 2 channels a warp): the forward that saves
+            # states 4.2 ms, the training step 7.70 against 5.33 with an unsegmented
+            # backward (run 68, benchmarks/NOTES.md v35)
+            return wide._replace(segments=lay.bwd_segments,
+                                 unroll=max(1, LANE_STATES // (lay.n_state // split)))
+    if not _above_lane_states(lay):
+        return lay
     bwd = _bwd_layout(lay)
     return bwd._replace(segments=1, unroll=lay.chunk, num_warps=lay.bwd_num_warps,
                         delta_tile=False, bwd_block_d=0)
@@ -786,6 +797,22 @@ def _forward_call(lay, length, opts, save_states, args):
     return res[0], None, _merge_n(res[1], lay, 1)
 
 
+# The segmented backward's first pass holds a lane's N adjoints, its N A2 and the U x N C
+# values of the iteration ahead: at most this many of them, (2 + U) x N_pad. It used to take
+# the forward's U: 8 at batch 2 N 64 (split 16), 6470 spill bytes and 7210 SASS an
+# iteration (ptxas sm_90), the backward 7.83 ms against 3.70 unsegmented (bf16 L 4096, run
+# 67; benchmarks/NOTES.md v35). N 16's U 8 (168 registers, 8 spill bytes) is kept.
+ADJOINT_VALUES = 160
+
+
+def _adjoint_unroll(lay):
+    """U of the segmented backward's first pass: the largest divisor of the forward's U with
+    (2 + U) x N_pad <= ADJOINT_VALUES (U 8 at N 16, 2 at N 32, 1 from N 64)."""
+    most = lay.unroll or lay.chunk
+    return next((u for u in range(most, 0, -1)
+                 if most % u == 0 and (2 + u) * lay.n_state <= ADJOINT_VALUES), 1)
+
+
 def _backward_adjoints(lay, length, opts, args, dout):
     """Pass 1 of a segmented backward (P = lay.bwd_segments): for segments 1 .. P-1, the
     adjoint each passes to the one before it from a zero start, gparts (batch, P-1, N, D),
@@ -796,7 +823,7 @@ def _backward_adjoints(lay, length, opts, args, dout):
     32 that tiles a group) whatever block the tiles backward takes."""
     u = args[0]
     batch, length_pad, dim_pad = u.shape
-    lay = lay._replace(block_d=math.gcd(32, lay.group_width))
+    lay = lay._replace(block_d=math.gcd(32, lay.group_width), unroll=_adjoint_unroll(lay))
     P, n = lay.bwd_segments, lay.n_state
     cfg = _segment_config(_config(lay, length, opts, reverse_time=True), lay, length_pad, P)
     spec = _segment_specs(lay, length_pad, P, backward=True, shift=1)
