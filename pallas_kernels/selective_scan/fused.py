@@ -248,9 +248,10 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     where programs x N_pad / 32 reach BWD_PROGRAMS or N_pad > SEGMENTED_BWD_STATES (64:
     the segments' first pass holds N states a lane), else segmented by the rule above
     (at D 1536: N 32 below batch 8, N 64 below batch 4); where the forward's warp holds
-    fewer than 8 channels (N_pad >= 128 at batch 8) the forward that saves the states for
-    it takes 8 (N_pad 128 at batch 8) or is the tiles forward (see
-    :func:`_residual_layout`).
+    fewer than 8 channels (N_pad >= 128 at batch 8; batch 2 N 64, batch 4 N 32) the
+    forward that saves the states for it takes 8 (unsegmented at N_pad 128 batch 8, in the
+    segmented backward's P segments at batch 2 N 64 and batch 4 N 32) or is the tiles
+    forward (see :func:`_residual_layout`).
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
     block's m chunks before walking them (variants tiles and hybrid). Default: N_pad / T
