@@ -169,6 +169,12 @@ def _default_split(n_pad, blocks, width):
     return n_pad // LANE_STATES
 
 
+def _split_unroll(states, segments):
+    """Steps an iteration of hybrid's split forward (S > 1) at J = ``states`` a lane:
+    32 / J unsegmented, 16 / J in ``segments`` > 1 time segments, at least 1."""
+    return max(1, (32 if segments == 1 else 16) // states)
+
+
 def _programs(blocks, width, block):
     """Programs for ``blocks`` (batch x G) groups of ``width`` channels, ``block`` a program."""
     return blocks * -(-width // block)
@@ -365,7 +371,7 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     if variant in ("lanes", "hybrid") and split > 1:
         # 8 steps an iteration at J = 4 states a lane unsegmented (128 registers; 4 steps ran
         # 0.870 ms against 0.751 at batch 8 L 4096, run 23), 4 segmented
-        unroll = unroll or max(1, (32 if segments == 1 else 16) // (n_pad // split))
+        unroll = unroll or _split_unroll(n_pad // split, segments)
     elif variant in ("lanes", "hybrid"):
         # 4 steps an iteration at N = 16 alone (fewer instructions a step), 2 when segments
         # supply the warps (168 registers instead of 255: 3 warps a sub-partition, not 2)
@@ -443,8 +449,8 @@ def _residual_layout(lay, batch):
     than RESIDUAL_MIN_BLOCK channels (its state rows part sectors). There: hybrid's forward
     with RESIDUAL_MIN_BLOCK channels a warp (at most RESIDUAL_LANE_STATES states a lane),
     unsegmented at one step an iteration where that still gives SPLIT_PROGRAMS programs,
-    else in the segmented backward's P time segments (as batch 1's forward: 16 / J steps
-    an iteration); else (an unsegmented backward) the tiles forward in the backward's own
+    else in the segmented backward's P time segments (as batch 1's forward,
+    :func:`_split_unroll` steps an iteration); else (an unsegmented backward) the tiles forward in the backward's own
     block. All save the same states, (batch, L_pad / T, N_pad, D_pad)."""
     if not (lay.variant == "hybrid" and lay.n_state > LANE_STATES
             and lay.block_d < RESIDUAL_MIN_BLOCK):
@@ -460,7 +466,7 @@ def _residual_layout(lay, batch):
             # states 4.2 ms, the training step 7.70 against 5.33 with an unsegmented
             # backward (run 68, benchmarks/NOTES.md v35)
             return wide._replace(segments=lay.bwd_segments,
-                                 unroll=max(1, LANE_STATES // (lay.n_state // split)))
+                                 unroll=_split_unroll(lay.n_state // split, lay.bwd_segments))
     if not _above_lane_states(lay):
         return lay
     bwd = _bwd_layout(lay)
