@@ -387,7 +387,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # where programs x N_pad / 32 < BWD_PROGRAMS. bf16 L 4096 (runs 61-64, NOTES.md
         # v32), unsegmented -> segmented: batch 1 N 32 2.63 -> 0.98 ms, N 64 2.87 -> 1.84;
         # batch 4 N 32 3.31 -> 3.01, N 64 7.19 -> 7.34 (left unsegmented); batch 8 N 64
-        # 10.94 -> 12.87 (and N 32 5.81 -> 5.56, the one point the rule leaves out).
+        # 10.94 -> 12.87 (and N 32 5.81 -> 5.56, the one point the rule leaves out). The
+        # batch-4 points ran the first pass at the forward's U, which spilled (now
+        # _adjoint_unroll; NOTES.md v35): not yet re-timed.
         segmented = n_pad <= LANE_STATES or (
             n_pad <= SEGMENTED_BWD_STATES and bwd_programs * n_pad < BWD_PROGRAMS * 32)
         bwd_segments = _default_segments(bwd_programs, length) if segmented else 1
@@ -450,8 +452,9 @@ def _residual_layout(lay, batch):
     with RESIDUAL_MIN_BLOCK channels a warp (at most RESIDUAL_LANE_STATES states a lane),
     unsegmented at one step an iteration where that still gives SPLIT_PROGRAMS programs,
     else in the segmented backward's P time segments (as batch 1's forward,
-    :func:`_split_unroll` steps an iteration); else (an unsegmented backward) the tiles forward in the backward's own
-    block. All save the same states, (batch, L_pad / T, N_pad, D_pad)."""
+    :func:`_split_unroll` steps an iteration); else (an unsegmented backward) the tiles
+    forward in the backward's own block. All save the same states, (batch, L_pad / T,
+    N_pad, D_pad)."""
     if not (lay.variant == "hybrid" and lay.n_state > LANE_STATES
             and lay.block_d < RESIDUAL_MIN_BLOCK):
         return lay
