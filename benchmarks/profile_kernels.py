@@ -27,12 +27,14 @@ def main():
     p.add_argument("--length", type=int, default=4096)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--calls", type=int, default=1)
+    p.add_argument("--state-size", type=int, default=16, help="N")
     p.add_argument("--no-anchor", action="store_true")
     p.add_argument("--z", action="store_true", help="with the z gate")
     p.add_argument("--layout", default="", help="layout overrides of ours as a sweep point's "
                    "named fields, e.g. split=4:delta_tile=1")
-    p.add_argument("--bwd", action="store_true", help="also the backward (ours only)")
+    p.add_argument("--bwd", action="store_true", help="also the backward (ours and the anchor's)")
     a = p.parse_args()
+    bench.N_STATE = a.state_size
     args = bench.inputs(a.length, jnp.bfloat16, batch=a.batch, with_z=a.z, seed=3)
     layout = bench.parse_point(":" + a.layout) if a.layout else {}
     layout.pop("variant", None)
@@ -53,7 +55,11 @@ def main():
         mod, _ = mamba_anchor.build()
         targs = mamba_anchor.to_channels_first(args)
         for _ in range(a.calls + 1):
-            mamba_anchor.forward(mod, targs)
+            _, x, out = mamba_anchor.forward(mod, targs)
+        if a.bwd:
+            dout = torch.randn_like(out)
+            for _ in range(a.calls + 1):
+                mamba_anchor.backward(mod, targs, dout, x, out)
         torch.cuda.synchronize()
         print("anchor", a.batch, a.length, flush=True)
 

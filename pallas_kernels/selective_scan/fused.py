@@ -138,8 +138,7 @@ BWD_PROGRAMS = 384
 BC_ATOMIC_STATES = 256
 # Above N = 16 hybrid's backward is segmented by default (its first pass, the lanes adjoint
 # kernel, holds a channel's N_pad states in one lane: 255 registers at 64) up to this N_pad,
-# where its 32-channel programs x N_pad / 32 are fewer than BWD_PROGRAMS (at D 1536: N 32 up
-# to batch 7, N 64 up to batch 3).
+# where its 32-channel programs are fewer than BWD_PROGRAMS (at D 1536: up to batch 7).
 SEGMENTED_BWD_STATES = 64
 
 
@@ -251,9 +250,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
     hybrid above N = 16 (benchmarks/NOTES.md v28, v30): at most LANE_STATES = 16 states a
     lane (S from :func:`_default_split`); its backward is the tiles variant's, unsegmented
-    where programs x N_pad / 32 reach BWD_PROGRAMS or N_pad > SEGMENTED_BWD_STATES (64:
+    where its 32-channel programs reach BWD_PROGRAMS or N_pad > SEGMENTED_BWD_STATES (64:
     the segments' first pass holds N states a lane), else segmented by the rule above
-    (at D 1536: N 32 below batch 8, N 64 below batch 4); where the forward's warp holds
+    (at D 1536: N 32 and N 64 below batch 8); where the forward's warp holds
     fewer than 8 channels (N_pad >= 128 at batch 8; batch 2 N 64, batch 4 N 32) the
     forward that saves the states for it takes 8 (unsegmented at N_pad 128 batch 8, in the
     segmented backward's P segments at batch 2 N 64 and batch 4 N 32) or is the tiles
@@ -384,14 +383,13 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # rule (batch 8 L 4096: 2.90 -> 2.70 ms at P = 16; batch 1 L 16384: 8.63 -> 1.55 ms
         # at P = 32; benchmarks/NOTES.md, v8-v9 timed). Above N = 16 (the segments' first
         # pass holds a channel's N states in one lane) only up to SEGMENTED_BWD_STATES and
-        # where programs x N_pad / 32 < BWD_PROGRAMS. bf16 L 4096 (runs 61-64, NOTES.md
-        # v32), unsegmented -> segmented: batch 1 N 32 2.63 -> 0.98 ms, N 64 2.87 -> 1.84;
-        # batch 4 N 32 3.31 -> 3.01, N 64 7.19 -> 7.34 (left unsegmented); batch 8 N 64
-        # 10.94 -> 12.87 (and N 32 5.81 -> 5.56, the one point the rule leaves out). The
-        # batch-4 points ran the first pass at the forward's U, which spilled (now
-        # _adjoint_unroll; NOTES.md v35): not yet re-timed.
+        # where there are fewer than BWD_PROGRAMS programs. bf16 L 4096, backward
+        # unsegmented -> segmented (runs 61-64 and, with the first pass's own U, 70; NOTES.md
+        # v32, v36): batch 1 N 32 2.63 -> 0.98 ms, N 64 2.87 -> 1.84; batch 4 N 32 3.31 ->
+        # 3.01, N 64 7.10 -> 6.68 (step 9.41 -> 8.77); batch 8 N 32 5.88 -> 5.87 (step
+        # 7.26 -> 7.35), N 64 10.90 -> 12.70; batch 16 N 32 9.99 -> 11.44.
         segmented = n_pad <= LANE_STATES or (
-            n_pad <= SEGMENTED_BWD_STATES and bwd_programs * n_pad < BWD_PROGRAMS * 32)
+            n_pad <= SEGMENTED_BWD_STATES and bwd_programs < BWD_PROGRAMS)
         bwd_segments = _default_segments(bwd_programs, length) if segmented else 1
     bwd_segments = bwd_segments or 1
     if bwd_segments > 1 and variant != "hybrid":
