@@ -253,9 +253,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     where its 32-channel programs reach BWD_PROGRAMS or N_pad > SEGMENTED_BWD_STATES (64:
     the segments' first pass holds N states a lane), else segmented by the rule above
     (at D 1536: N 32 and N 64 below batch 8); where the forward's warp holds
-    fewer than 8 channels (N_pad >= 128 at batch 8; batch 2 N 64, batch 4 N 32) the
+    fewer than 8 channels (N_pad >= 128 at batch 8; N 32-64 at batch 2-7) the
     forward that saves the states for it takes 8 (unsegmented at N_pad 128 batch 8, in the
-    segmented backward's P segments at batch 2 N 64 and batch 4 N 32) or is the tiles
+    segmented backward's P segments at N 32-64 batch 2-7) or is the tiles
     forward (see :func:`_residual_layout`).
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
@@ -386,8 +386,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
         # where there are fewer than BWD_PROGRAMS programs. bf16 L 4096, backward
         # unsegmented -> segmented (runs 61-64 and, with the first pass's own U, 70; NOTES.md
         # v32, v36): batch 1 N 32 2.63 -> 0.98 ms, N 64 2.87 -> 1.84; batch 4 N 32 3.31 ->
-        # 3.01, N 64 7.10 -> 6.68 (step 9.41 -> 8.77); batch 8 N 32 5.88 -> 5.87 (step
-        # 7.26 -> 7.35), N 64 10.90 -> 12.70; batch 16 N 32 9.99 -> 11.44.
+        # 3.01, N 64 7.10 -> 6.68 (step 9.41 -> 8.77); batch 6 N 64 10.76 -> 9.65 (run 73);
+        # batch 8 N 32 5.88 -> 5.87 (step 7.26 -> 7.35), N 64 10.90 -> 12.70; batch 16 N 32
+        # 9.99 -> 11.44.
         segmented = n_pad <= LANE_STATES or (
             n_pad <= SEGMENTED_BWD_STATES and bwd_programs < BWD_PROGRAMS)
         bwd_segments = _default_segments(bwd_programs, length) if segmented else 1
