@@ -253,9 +253,9 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     where its 32-channel programs reach BWD_PROGRAMS or N_pad > SEGMENTED_BWD_STATES (64:
     the segments' first pass holds N states a lane), else segmented by the rule above
     (at D 1536: N 32 and N 64 below batch 8); where the forward's warp holds
-    fewer than 8 channels (N_pad >= 128 at batch 8; N 32-64 at batch 2-7) the
-    forward that saves the states for it takes 8 (unsegmented at N_pad 128 batch 8, in the
-    segmented backward's P segments at N 32-64 batch 2-7) or is the tiles
+    fewer than 8 channels (N_pad >= 128 at batch 8; N 32 at batch 4-7, N 64 at batch 2-7)
+    the forward that saves the states for it takes 8 (unsegmented at N_pad 128 batch 8, in
+    the segmented backward's P segments at those N 32-64 points) or is the tiles
     forward (see :func:`_residual_layout`).
     ``state_every`` = m: the forward saves the state before every m-th chunk (every K = m T
     steps), m x fewer saved floats, and the tiles backward recomputes the starts of a
