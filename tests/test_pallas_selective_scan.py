@@ -168,8 +168,8 @@ def test_default_gradient_forward_with_8_channels_a_warp_interpret(monkeypatch):
 
 def test_default_gradient_forward_segmented_with_the_backward_interpret(monkeypatch):
     """Where hybrid's forward warp holds < 8 channels, 8 a warp give fewer than
-    SPLIT_PROGRAMS programs and the backward is segmented (batch 2 N 64 and batch 4 N 32 at
-    D 1536 on the GPU; here SPLIT_PROGRAMS lowered to 32) the gradient's forward is
+    SPLIT_PROGRAMS programs and the backward is segmented (N 64 at batch 2-7 and N 32 at
+    batch 4-7, D 1536, on the GPU; here SPLIT_PROGRAMS lowered to 32) the gradient's forward is
     hybrid's with 8 channels a warp in the backward's time segments: values, last state and
     gradients through that path."""
     from pallas_kernels.selective_scan import fused
