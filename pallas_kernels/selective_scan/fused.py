@@ -584,7 +584,7 @@ def _specs(lay, length_pad, backward=False):
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
                 "states": pl.BlockSpec((None, length_pad // K, *sd, lay.block_d),
                                        lambda b, j: (b, 0, *z, j)),
-                "starts": pl.BlockSpec((None, None, m, n, lay.block_d),
+                "starts": pl.BlockSpec((None, None, 2 * m, n, lay.block_d),
                                        lambda b, j: (b, j, 0, 0, 0)),
                 "state": pl.BlockSpec((None, *sd, lay.block_d), lambda b, j: (b, *z, j)),
                 "partial_state": pl.BlockSpec((None, *sd, lay.block_d), lambda b, j: (b, *z, j)),
@@ -622,7 +622,7 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0):
         "bc": bc,
         "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
         "states": pl.BlockSpec((None, seg // K, *sd, bd), lambda b, j, p: (b, p, *z, j)),
-        "starts": pl.BlockSpec((None, None, None, m, n, bd), lambda b, j, p: (b, j, p, 0, 0, 0)),
+        "starts": pl.BlockSpec((None, None, None, 2 * m, n, bd), lambda b, j, p: (b, j, p, 0, 0, 0)),
         "state": pl.BlockSpec((None, *sd, bd), lambda b, j, p: (b, *z, j)),
         "partial_bc": partial_bc,
         "partial_state": pl.BlockSpec((None, None, *sd, bd), lambda b, j, p: (b, p, *z, j)),
@@ -909,7 +909,8 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     out_specs += [spec("partial_state"), spec("partial_vec"), spec("partial_vec")]
     if lay.state_every > 1:          # the chunk-start buffer (bwd_kernel_tiles), dropped
         out_shape.append(jax.ShapeDtypeStruct(
-            (batch, n_blocks) + per_segment + (lay.state_every, n, lay.block_d), jnp.float32))
+            (batch, n_blocks) + per_segment + (2 * lay.state_every, n, lay.block_d),
+            jnp.float32))
         out_specs.append(spec("starts"))
     kernel = KERNELS[lay.variant][1]
     res = list(pl.pallas_call(
