@@ -608,6 +608,36 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
 
 
 @pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,layout", [
+    pytest.param(2, 37, 16, 8, None, jnp.float32, (True, True, True),
+                 dict(state_groups=2), id="S2-all"),
+    pytest.param(1, 29, 24, 7, 3, jnp.float32, (True, False, True),
+                 dict(state_groups=3, variant="hybrid", segments=1), id="S3-N7-padded-grouped3"),
+    pytest.param(2, 23, 12, 5, 2, jnp.bfloat16, (True, True, False),
+                 dict(state_groups=2, variant="tiles"), id="bf16-S2-N5-grouped2"),
+])
+def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layout):
+    """state_groups = S: the scan as S scans of ceil(N / S) states over the same channels
+    (N padded with zero states), their outputs and gradients summed: values, last state
+    and every gradient as the reference, grouped B, C and the z gate included."""
+    _check_interpret(batch, length, dim, n, groups, dtype, opts, True, True, layout)
+
+
+def test_state_groups_default_and_checks():
+    """S = ceil(N / GROUP_STATES) on the GPU layout for the tiles-backward variants, 1 on
+    TPU and for v2 / lanes; a bad state_groups is refused naming the argument."""
+    from pallas_kernels.selective_scan.fused import GROUP_STATES, _state_groups
+    assert _state_groups(GROUP_STATES, "gpu", None, None) == 1
+    assert _state_groups(GROUP_STATES + 1, "gpu", None, None) == 2
+    assert _state_groups(4 * GROUP_STATES, "gpu", "tiles", None) == 4
+    assert _state_groups(4 * GROUP_STATES, "tpu", None, None) == 1
+    assert _state_groups(4 * GROUP_STATES, "gpu", "lanes", None) == 1
+    args = random_inputs(jax.random.PRNGKey(0), 1, 8, 4, 4, None, jnp.float32)
+    for bad in (0, 5, 1.5):
+        with pytest.raises(ValueError, match="state_groups"):
+            selective_scan_pallas(*args, interpret=True, state_groups=bad)
+
+
+@pytest.mark.parametrize("batch,length,dim,n,groups,dtype,opts,layout", [
     pytest.param(2, 37, 96, 4, 3, jnp.float32, (True, True, True),
                  dict(variant="hybrid", bc_atomic=True, segments=1, bwd_segments=1,
                       bwd_block_d=16, bwd_num_warps=1), id="hybrid-grouped3-2blocks"),

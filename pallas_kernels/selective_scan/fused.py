@@ -140,6 +140,12 @@ BC_ATOMIC_STATES = 256
 # kernel, holds a channel's N_pad states in one lane: 255 registers at 64) up to this N_pad,
 # where its 32-channel programs are fewer than BWD_PROGRAMS (at D 1536: up to batch 7).
 SEGMENTED_BWD_STATES = 64
+# Above this N the scan runs as ceil(N / GROUP_STATES) scans of at most GROUP_STATES states
+# each over the same channels (:func:`_state_groups_scan`): each state's recurrence is its
+# own, and out, du, ddelta, dz are sums over the states, so each group's are partial sums.
+# The tiles backward at N 128 ran 5.2x its N 64 time for 2x the states (bf16 batch 8 L 4096,
+# H200: 56.3 against 10.8 ms, runs 61-70; benchmarks/NOTES.md v38).
+GROUP_STATES = 64
 
 
 def _tile_warps(n_pad, block_d):
@@ -584,7 +590,7 @@ def _specs(lay, length_pad, backward=False):
                 "vec": pl.BlockSpec((1, lay.block_d), lambda b, j: (0, j)),
                 "states": pl.BlockSpec((None, length_pad // K, *sd, lay.block_d),
                                        lambda b, j: (b, 0, *z, j)),
-                "starts": pl.BlockSpec((None, None, 2 * m, n, lay.block_d),
+                "starts": pl.BlockSpec((None, None, m, n, lay.block_d),
                                        lambda b, j: (b, j, 0, 0, 0)),
                 "state": pl.BlockSpec((None, *sd, lay.block_d), lambda b, j: (b, *z, j)),
                 "partial_state": pl.BlockSpec((None, *sd, lay.block_d), lambda b, j: (b, *z, j)),
@@ -622,7 +628,7 @@ def _segment_specs(lay, length_pad, P, backward=False, shift=0):
         "bc": bc,
         "vec": pl.BlockSpec((1, bd), lambda b, j, p: (0, j)),
         "states": pl.BlockSpec((None, seg // K, *sd, bd), lambda b, j, p: (b, p, *z, j)),
-        "starts": pl.BlockSpec((None, None, None, 2 * m, n, bd), lambda b, j, p: (b, j, p, 0, 0, 0)),
+        "starts": pl.BlockSpec((None, None, None, m, n, bd), lambda b, j, p: (b, j, p, 0, 0, 0)),
         "state": pl.BlockSpec((None, *sd, bd), lambda b, j, p: (b, *z, j)),
         "partial_bc": partial_bc,
         "partial_state": pl.BlockSpec((None, None, *sd, bd), lambda b, j, p: (b, p, *z, j)),
@@ -909,8 +915,7 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     out_specs += [spec("partial_state"), spec("partial_vec"), spec("partial_vec")]
     if lay.state_every > 1:          # the chunk-start buffer (bwd_kernel_tiles), dropped
         out_shape.append(jax.ShapeDtypeStruct(
-            (batch, n_blocks) + per_segment + (2 * lay.state_every, n, lay.block_d),
-            jnp.float32))
+            (batch, n_blocks) + per_segment + (lay.state_every, n, lay.block_d), jnp.float32))
         out_specs.append(spec("starts"))
     kernel = KERNELS[lay.variant][1]
     res = list(pl.pallas_call(
@@ -1025,6 +1030,59 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
     return batch, length, dim, n, groups[0]
 
 
+def _state_groups(n, platform, variant, state_groups):
+    """S, the groups of states the scan is split into (see GROUP_STATES)."""
+    if state_groups is None:
+        tiles_backward = variant is None or variant in TILES_BACKWARD
+        return -(-n // GROUP_STATES) if platform == "gpu" and tiles_backward else 1
+    if not isinstance(state_groups, int) or not 1 <= state_groups <= n:
+        raise ValueError(f"state_groups must be an int from 1 to N={n}, got {state_groups!r}")
+    return state_groups
+
+
+def _state_groups_scan(S, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                       return_last_state, options):
+    """The selective scan as S scans of N_s = ceil(N / S) states over the same channels.
+
+    Each state's recurrence h_t[n] = exp(delta_t A[:, n]) h_{t-1}[n] + delta_t B_t[n] u_t is
+    its own, and out_t = (sum_n C_t[n] h_t[n] + D u_t) silu(z_t) is a sum over n: so one
+    scan over S D channels, channel s D + d holding states s N_s .. s N_s + N_s - 1 of
+    channel d (A (S D, N_s); B, C regrouped to S G groups, group s g reading state group s
+    of group g; D only on s = 0), gives out as the sum of its S channel blocks. u, delta, z
+    go in as float32 copies, so the partial outputs (and, by autodiff through this
+    function, the partial du, ddelta, dz the fused backward returns) are summed in
+    float32. Shapes as :func:`selective_scan_pallas`; N padded to S N_s with zero states.
+    """
+    batch, length, dim = u.shape
+    n = A.shape[1]
+    ns = -(-n // S)
+    pad = S * ns - n
+    A_s = jnp.pad(A, ((0, 0), (0, pad))).reshape(dim, S, ns)
+    A_s = jnp.swapaxes(A_s, 0, 1).reshape(S * dim, ns)
+
+    def regroup(X):                     # (batch, L, [G,] N) -> (batch, L, S G, N_s)
+        X = X if X.ndim == 4 else X[:, :, None, :]
+        G = X.shape[2]
+        X = jnp.pad(X, ((0, 0), (0, 0), (0, 0), (0, pad))).reshape(batch, length, G, S, ns)
+        return jnp.swapaxes(X, 2, 3).reshape(batch, length, S * G, ns)
+
+    def wide(x):                        # (batch, L, D) -> (batch, L, S D) float32
+        return None if x is None else jnp.tile(x.astype(jnp.float32), (1, 1, S))
+
+    D_s = None if D is None else jnp.concatenate([D, jnp.zeros(((S - 1) * dim,), D.dtype)])
+    bias_s = None if delta_bias is None else jnp.tile(delta_bias, S)
+    res = selective_scan_pallas(wide(u), wide(delta), A_s, regroup(B), regroup(C), D_s,
+                                wide(z), bias_s, delta_softplus,
+                                return_last_state=return_last_state, state_groups=1,
+                                **options)
+    out, last = res if return_last_state else (res, None)
+    out = out.reshape(batch, length, S, dim).sum(axis=2).astype(u.dtype)
+    if not return_last_state:
+        return out
+    last = jnp.swapaxes(last.reshape(batch, S, dim, ns), 1, 2).reshape(batch, dim, S * ns)
+    return out, last[:, :, :n]
+
+
 def default_platform():
     """"tpu" on a TPU backend, else "gpu" (the Triton layout, also used when interpreting)."""
     return "tpu" if jax.default_backend() == "tpu" else "gpu"
@@ -1036,7 +1094,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           time_block=None, variant=None, unroll=None, segments=None,
                           prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None,
                           delta_tile=None, bwd_block_d=None, bwd_num_warps=None,
-                          state_every=None, bc_atomic=None):
+                          state_every=None, bc_atomic=None, state_groups=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -1071,6 +1129,10 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         grow with D / block_d; the order of the adds varies, so dB, dC are not bitwise
         reproducible; the backward 1.2x slower at N 16 on an H200, benchmarks/NOTES.md v25,
         but faster at N 256, where it is on by default: v30); see benchmarks/NOTES.md).
+      state_groups: S, run the scan as S scans of ceil(N / S) states each over the same
+        channels, their outputs and gradients summed (:func:`_state_groups_scan`); default
+        ceil(N / GROUP_STATES) on the GPU layout for the variants with the tiles backward,
+        1 elsewhere.
       variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
         "tiles", "lanes" or "hybrid" (see :class:`Layout`); the measured times of each are
         in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -1083,6 +1145,17 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
+    groups_of_states = _state_groups(n, platform, variant, state_groups)
+    if groups_of_states > 1:
+        options = dict(interpret=interpret, platform=platform, block_d=block_d, chunk=chunk,
+                       num_warps=num_warps, time_block=time_block, variant=variant,
+                       unroll=unroll, segments=segments, prefetch_bc=prefetch_bc,
+                       bwd_segments=bwd_segments, row_ahead=row_ahead, split=split,
+                       delta_tile=delta_tile, bwd_block_d=bwd_block_d,
+                       bwd_num_warps=bwd_num_warps, state_every=state_every,
+                       bc_atomic=bc_atomic)
+        return _state_groups_scan(groups_of_states, u, delta, A, B, C, D, z, delta_bias,
+                                  delta_softplus, return_last_state, options)
     lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
                         time_block, variant, unroll, segments, batch=batch,
                         prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,

@@ -463,7 +463,7 @@ def bwd_kernel(*refs, cfg: ScanConfig):
             for name, value in row.items():
                 ref = out_refs[name]
                 ref[t, :] = value.astype(ref.dtype)
-        return (g, dA, dD, dbias, nxt) + swept
+        return g, dA, dD, dbias, nxt
 
     zeros_v = jnp.zeros(A.shape[1:], jnp.float32)
     init = (ins["dlast"][...].astype(jnp.float32), jnp.zeros(A.shape, jnp.float32),
@@ -608,11 +608,10 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
     Inputs: as :func:`bwd_kernel` but B, C (N, Lb), and the saved states (Lb/K, N, bd), K =
     cfg.state_stride = m T. Outputs: du, ddelta [dz] (Lb, bd); dB, dC (N, Lb) float32
     partial sums over this block's channels (transposed); dA (N, bd), dD, dbias (1, bd);
-    with m > 1 also a buffer (2 m, N, bd) of chunk starts, a work area: the chunks are
-    walked last to first in blocks of m; while block j is walked, the program runs the
-    recurrence over block j - 1 from the state saved before it, one chunk an iteration
-    (:func:`sweep_step`), storing its m chunk starts in the half of the buffer block j does
-    not read (an extra forward step per step; the saved states are m x fewer).
+    with m > 1 also a buffer (m, N, bd) of chunk starts, a work area: the chunks are walked
+    last to first, and before a block of m chunks is walked the program runs the
+    recurrence over the block's K steps from the block's saved state, storing the m chunk
+    starts there (an extra forward step per step; the saved states are m x fewer).
     """
     assert not cfg.carry, "the tiles variant has no TPU layout"
     ins, row_refs, (dB_ref, dC_ref, dA_ref, dD_ref, dbias_ref), rest = backward_refs(refs, cfg)
@@ -642,7 +641,7 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
         or put in the buffer by the sweep (m > 1)."""
         rows = _load_chunk_tiles(ins, names, c, T)
         if start:
-            rows["start"] = ins["states"][c] if m == 1 else starts_ref[slot(c)]
+            rows["start"] = ins["states"][c] if m == 1 else starts_ref[jax.lax.rem(c, m)]
         if delta_tile:
             rows["delta_tile"] = ins["delta"][pl.ds(c * T, T), :]
         return rows
@@ -660,42 +659,35 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
         d, raw = _step_delta(rows["delta_tile"], bias, steps, limit, cfg)
         return list(zip(_tile_rows(d), _tile_rows(_sigmoid(raw)) if with_sig else [None] * T))
 
-    def slot(c):
-        """Chunk c's place in the buffer: two halves of m starts, blocks alternating."""
-        return jax.lax.rem(c // m, 2) * m + jax.lax.rem(c, m)
+    def sweep(block):
+        """The starts of chunks block m .. block m + m - 1 into starts_ref, from the state the
+        forward saved before the block."""
+        def advance(q, h):
+            c = block * m + q
+            starts_ref[q] = h
+            rows = load(c, ("u",) + ("delta",) * (not delta_tile) + ("B",), start=False)
+            for i, (d, _) in enumerate(chunk_deltas(rows, c, with_sig=False)):
+                h = step_state(h, d, rows["u"][i].astype(jnp.float32),
+                               rows["B"][i].astype(jnp.float32), A2, fast)
+            return h
+        jax.lax.fori_loop(0, m, advance, ins["states"][block])
 
-    def advance(c, h):
-        """The state after chunk c, from the state h before it (the forward's recurrence)."""
-        rows = load(c, ("u",) + ("delta",) * (not delta_tile) + ("B",), start=False)
-        for i, (d, _) in enumerate(chunk_deltas(rows, c, with_sig=False)):
-            h = step_state(h, d, rows["u"][i].astype(jnp.float32),
-                           rows["B"][i].astype(jnp.float32), A2, fast)
-        return h
+    def refill(c):
+        """Before chunk c, the first of its block, the buffer gets the block before (m > 1):
+        chunk c's start was read an iteration ago, the next one's is read from there."""
+        if m == 1:
+            return
 
-    def sweep_step(c, h):
-        """While chunk c of block j is walked, the sweep of block j - 1 takes one chunk,
-        q = m - 1 - c mod m: the start of chunk (j - 1) m + q into the other half of the
-        buffer (at q = 0 the state the forward saved before block j - 1), and the state
-        after that chunk, carried to the next iteration. Interleaved with the chunk's own
-        work (whose instructions fill its stalls) instead of run as a serial block sweep.
-        Block 0 has no block before it: the step's stores are skipped there."""
-        j, q = c // m, m - 1 - jax.lax.rem(c, m)
-        prev = jnp.maximum(j - 1, 0)
-        h = jnp.where(q == 0, ins["states"][prev], h)
-
-        @pl.when(j > 0)
+        @pl.when((jax.lax.rem(c, m) == 0) & (c > 0))
         def _():
-            starts_ref[slot(prev * m + q)] = h
-
-        @pl.when(q == m - 1)
-        def _():
-            _block_sync(cfg)             # the block's starts are in; the next chunk's is read
-        return advance(prev * m + q, h)
+            _block_sync(cfg)             # this block's loads are done
+            sweep(c // m - 1)
+            _block_sync(cfg)             # the new starts are seen
 
     def chunk_body(k, carry):
-        g, dA, dD, dbias, rows = carry[:5]
+        g, dA, dD, dbias, rows = carry
         c = n_chunks - 1 - k
-        swept = (sweep_step(c, carry[5]),) if m > 1 else ()
+        refill(c)
         nxt = load(jnp.maximum(c - 1, 0))
         H = [rows["start"]]
         steps = []
@@ -742,25 +734,18 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             ref[pl.ds(c * T, T), :] = _gather_rows([r[name] for r in stores]).astype(ref.dtype)
         _store_bc_tile(dB_ref, c, T, dB_tile, cfg)
         _store_bc_tile(dC_ref, c, T, dC_tile, cfg)
-        return (g, dA, dD, dbias, nxt) + swept
+        return g, dA, dD, dbias, nxt
 
     zeros_v = jnp.zeros((1,) + A.shape[1:], jnp.float32)
     # the adjoint entering the program's time from the right: the last state's cotangent,
     # or with segments the one entering this segment (link_kernel, from pass 1's parts)
     g = ins["dlast"][...].astype(jnp.float32)
     init = (g, jnp.zeros(A.shape, jnp.float32), zeros_v, zeros_v)
-    if m > 1:                                # the last block's chunk starts, before the walk
-        last = n_chunks // m - 1
-
-        def start_of(q, h):
-            starts_ref[slot(last * m + q)] = h
-            return advance(last * m + q, h)
-        h = jax.lax.fori_loop(0, m - 1, start_of, ins["states"][last])
-        starts_ref[slot(last * m + m - 1)] = h
+    if m > 1:                                # the last block's chunk starts
+        sweep(n_chunks // m - 1)
         _block_sync(cfg)
     first = load(n_chunks - 1)
-    sweep0 = (jnp.zeros(A.shape, jnp.float32),) if m > 1 else ()     # the sweep's state
-    dA, dD, dbias = jax.lax.fori_loop(0, n_chunks, chunk_body, init + (first,) + sweep0)[1:4]
+    _, dA, dD, dbias, _ = jax.lax.fori_loop(0, n_chunks, chunk_body, init + (first,))
     dA_ref[...] = dA
     dD_ref[...] = dD
     dbias_ref[...] = dbias
