@@ -622,6 +622,42 @@ def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layo
     _check_interpret(batch, length, dim, n, groups, dtype, opts, True, True, layout)
 
 
+def _pallas_rows(jaxpr, length, width):
+    """[(side, dtype)] of the pallas_call inputs ("in") and outputs ("out") shaped (batch,
+    L_pad >= length, width), in a jaxpr and the jaxprs inside it."""
+    rows = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "pallas_call":
+            for side, vs in (("in", eqn.invars), ("out", eqn.outvars)):
+                rows += [(side, v.aval.dtype) for v in vs
+                         if len(v.aval.shape) == 3 and v.aval.shape[1] >= length
+                         and v.aval.shape[2] == width]
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    rows += _pallas_rows(inner, length, width)
+    return rows
+
+
+def test_state_groups_sum_float32_partials():
+    """With S groups of states and bf16 inputs the kernels read u, delta, z (and dout) for
+    the S D channels in bf16 (no float32 copies) and write out, du, ddelta, dz in float32:
+    the partial sums are added in float32, then rounded once."""
+    batch, length, dim, n, S = 1, 32, 16, 8, 2
+    args = random_inputs(jax.random.PRNGKey(3), batch, length, dim, n, None, jnp.bfloat16,
+                         True, True, True)
+    fn = lambda *a: jnp.sum(selective_scan_pallas(*a, delta_softplus=True, interpret=True,
+                                                  state_groups=S).astype(jnp.float32))
+    jaxpr = jax.make_jaxpr(jax.grad(fn, argnums=(0, 1, 6)))(*args).jaxpr
+    rows = _pallas_rows(jaxpr, length, S * dim)
+    ins = [dtype for side, dtype in rows if side == "in"]
+    outs = [dtype for side, dtype in rows if side == "out"]
+    # forward: u, delta, z in, out out; backward: u, delta, z, dout in, du, ddelta, dz out
+    assert len(ins) >= 7 and all(dtype == jnp.bfloat16 for dtype in ins), rows
+    assert len(outs) >= 4 and all(dtype == jnp.float32 for dtype in outs), rows
+
+
 def test_state_groups_default_and_checks():
     """S = ceil(N / GROUP_STATES) on the GPU layout for the tiles-backward variants, 1 on
     TPU and for v2 / lanes; a bad state_groups is refused naming the argument."""

@@ -79,7 +79,10 @@ class Layout(NamedTuple):
     before every m-th chunk only and the tiles backward recomputes the chunk starts between
     (tiles, hybrid; see :func:`.kernel.bwd_kernel_tiles`); bc_atomic: the tiles backward
     adds dB, dC into one (batch, G, N, L) sum by atomic adds instead of writing (batch,
-    D / bd, N, L) partials that XLA sums (tiles, hybrid).
+    D / bd, N, L) partials that XLA sums (tiles, hybrid); state_groups: S, the kernels run
+    over S copies of the channels, each with its own group of the states, and out, du,
+    ddelta, dz are their float32 sums (see :func:`_regroup_states`; the layout's width,
+    groups and n_state are the kernels': S D, S G, N / S).
     """
     platform: str
     interpret: bool
@@ -102,6 +105,7 @@ class Layout(NamedTuple):
     delta_tile: bool = False
     state_every: int = 1
     bc_atomic: bool = False
+    state_groups: int = 1
 
     @property
     def state_stride(self):
@@ -770,12 +774,18 @@ def _input_specs(spec, opts, reverse=False):
     return [spec(k, reverse) for k in kinds]
 
 
+def _row_dtype(x, lay):
+    """The dtype of a kernel's (batch, L, D) output for input x (out for u; du, ddelta, dz):
+    x's, or float32 where they are partial sums over groups of states (lay.state_groups)."""
+    return x.dtype if lay.state_groups == 1 else jnp.float32
+
+
 def _forward_outputs(u, lay, spec, save_states):
     """The forward's first outputs: out (u's shape and dtype), then with ``save_states`` the
     states saved every K = lay.state_stride steps, (batch, L_pad / K, *state dims, D_pad)
     float32; as (out_shape, out_specs) lists the caller appends the last state to."""
     batch, length_pad, dim_pad = u.shape
-    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype)]
+    out_shape = [jax.ShapeDtypeStruct(u.shape, _row_dtype(u, lay))]
     out_specs = [spec("seq")]
     if save_states:
         out_shape.append(jax.ShapeDtypeStruct(
@@ -885,12 +895,12 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     seq_spec = spec("seq", rev)
     in_specs = _input_specs(spec, opts, rev) + [seq_spec, spec("states", rev),
                                                 spec("partial_state" if P > 1 else "state")]
-    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype),
-                 jax.ShapeDtypeStruct(delta.shape, delta.dtype)]
+    out_shape = [jax.ShapeDtypeStruct(u.shape, _row_dtype(u, lay)),
+                 jax.ShapeDtypeStruct(delta.shape, _row_dtype(delta, lay))]
     out_specs = [seq_spec, seq_spec]
     if has_z:
         z = args[5 + has_D]
-        out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
+        out_shape.append(jax.ShapeDtypeStruct(z.shape, _row_dtype(z, lay)))
         out_specs.append(seq_spec)
     bc_dims = (n, length_pad) if transposed else (length_pad, n)
     aliases, extra = {}, []
@@ -967,27 +977,55 @@ def _pack(u, delta, A_T, B, C, Dskip, z, bias):
     return [u, delta, A_T, B, C] + [x for x in (Dskip, z, bias) if x is not None]
 
 
+def _tile_groups(x, lay):
+    """(batch, L, D_pad) -> (batch, L, S D_pad): the channels once for each of the
+    lay.state_groups groups of states (identity at S = 1; None stays None)."""
+    S = lay.state_groups
+    return x if x is None or S == 1 else jnp.tile(x, (1, 1, S))
+
+
+def _sum_groups(x, lay, like):
+    """Inverse of :func:`_tile_groups` for outputs: the S partial sums (float32) added, in
+    the dtype of ``like``."""
+    S = lay.state_groups
+    if x is None or S == 1:
+        return x
+    batch, length, width = x.shape
+    return x.reshape(batch, length, S, width // S).sum(axis=2).astype(like.dtype)
+
+
+def _kernel_inputs(lay, u, delta, A_T, B, C, Dskip, z, bias):
+    """The present inputs in kernel order, u, delta, z once for each group of states."""
+    return _pack(_tile_groups(u, lay), _tile_groups(delta, lay), A_T, B, C, Dskip,
+                 _tile_groups(z, lay), bias)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _scan_core(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
-    """Padded fused scan: out (batch, L_pad, D_pad), last state (batch, N_pad, D_pad)."""
+    """Padded fused scan: out (batch, L_pad, D_pad), last state (batch, N_pad, S D_pad)."""
     out, _, last = _forward_call(lay, length, _opts(Dskip, z, bias, softplus), False,
-                                 _pack(u, delta, A_T, B, C, Dskip, z, bias))
-    return out, last
+                                 _kernel_inputs(lay, u, delta, A_T, B, C, Dskip, z, bias))
+    return _sum_groups(out, lay, u), last
 
 
 def _scan_core_fwd(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
     inputs = (u, delta, A_T, B, C, Dskip, z, bias)
     out, states, last = _forward_call(_residual_layout(lay, u.shape[0]), length,
-                                      _opts(Dskip, z, bias, softplus), True, _pack(*inputs))
-    return (out, last), (inputs, states)
+                                      _opts(Dskip, z, bias, softplus), True,
+                                      _kernel_inputs(lay, *inputs))
+    return (_sum_groups(out, lay, u), last), (inputs, states)
 
 
 def _scan_core_bwd(lay, length, softplus, residuals, cotangents):
     inputs, states = residuals
     dout, dlast = cotangents
+    u, delta, z = inputs[0], inputs[1], inputs[6]
     opts = _opts(*inputs[5:], softplus)
-    return _backward_call(_bwd_layout(lay), length, opts, _pack(*inputs),
-                          dout.astype(inputs[0].dtype), states, dlast.astype(jnp.float32))
+    du, ddelta, dA, dB, dC, dD, dz, dbias = _backward_call(
+        _bwd_layout(lay), length, opts, _kernel_inputs(lay, *inputs),
+        _tile_groups(dout.astype(u.dtype), lay), states, dlast.astype(jnp.float32))
+    return (_sum_groups(du, lay, u), _sum_groups(ddelta, lay, delta), dA, dB, dC, dD,
+            _sum_groups(dz, lay, z), dbias)
 
 
 _scan_core.defvjp(_scan_core_fwd, _scan_core_bwd)
@@ -1040,47 +1078,32 @@ def _state_groups(n, platform, variant, state_groups):
     return state_groups
 
 
-def _state_groups_scan(S, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                       return_last_state, options):
-    """The selective scan as S scans of N_s = ceil(N / S) states over the same channels.
+def _regroup_states(S, A, B, C, D, delta_bias):
+    """A, B, C, D, delta_bias for the scan as S groups of N_s = ceil(N / S) states over S
+    copies of the D channels (identity at S = 1).
 
     Each state's recurrence h_t[n] = exp(delta_t A[:, n]) h_{t-1}[n] + delta_t B_t[n] u_t is
-    its own, and out_t = (sum_n C_t[n] h_t[n] + D u_t) silu(z_t) is a sum over n: so one
-    scan over S D channels, channel s D + d holding states s N_s .. s N_s + N_s - 1 of
-    channel d (A (S D, N_s); B, C regrouped to S G groups, group s g reading state group s
-    of group g; D only on s = 0), gives out as the sum of its S channel blocks. u, delta, z
-    go in as float32 copies, so the partial outputs (and, by autodiff through this
-    function, the partial du, ddelta, dz the fused backward returns) are summed in
-    float32. Shapes as :func:`selective_scan_pallas`; N padded to S N_s with zero states.
-    """
-    batch, length, dim = u.shape
-    n = A.shape[1]
+    its own, and out_t = (sum_n C_t[n] h_t[n] + D u_t) silu(z_t) is a sum over n (du_t,
+    ddelta_t, dz_t too): so channel s D + d of the copies holds states s N_s .. s N_s + N_s
+    - 1 of channel d, and the sum of the S copies' outputs is out. A -> (S D, N_s); B, C
+    -> (batch, L, S G, N_s), group s G + g reading state group s of group g; D on the first
+    copy only; delta_bias on each. N is padded to S N_s with zero states (A, B, C zero)."""
+    if S == 1:
+        return A, B, C, D, delta_bias
+    dim, n = A.shape
     ns = -(-n // S)
     pad = S * ns - n
-    A_s = jnp.pad(A, ((0, 0), (0, pad))).reshape(dim, S, ns)
-    A_s = jnp.swapaxes(A_s, 0, 1).reshape(S * dim, ns)
+    A = jnp.swapaxes(jnp.pad(A, ((0, 0), (0, pad))).reshape(dim, S, ns), 0, 1)
 
-    def regroup(X):                     # (batch, L, [G,] N) -> (batch, L, S G, N_s)
+    def regroup(X):
         X = X if X.ndim == 4 else X[:, :, None, :]
-        G = X.shape[2]
+        batch, length, G, _ = X.shape
         X = jnp.pad(X, ((0, 0), (0, 0), (0, 0), (0, pad))).reshape(batch, length, G, S, ns)
         return jnp.swapaxes(X, 2, 3).reshape(batch, length, S * G, ns)
 
-    def wide(x):                        # (batch, L, D) -> (batch, L, S D) float32
-        return None if x is None else jnp.tile(x.astype(jnp.float32), (1, 1, S))
-
-    D_s = None if D is None else jnp.concatenate([D, jnp.zeros(((S - 1) * dim,), D.dtype)])
-    bias_s = None if delta_bias is None else jnp.tile(delta_bias, S)
-    res = selective_scan_pallas(wide(u), wide(delta), A_s, regroup(B), regroup(C), D_s,
-                                wide(z), bias_s, delta_softplus,
-                                return_last_state=return_last_state, state_groups=1,
-                                **options)
-    out, last = res if return_last_state else (res, None)
-    out = out.reshape(batch, length, S, dim).sum(axis=2).astype(u.dtype)
-    if not return_last_state:
-        return out
-    last = jnp.swapaxes(last.reshape(batch, S, dim, ns), 1, 2).reshape(batch, dim, S * ns)
-    return out, last[:, :, :n]
+    D = None if D is None else jnp.concatenate([D, jnp.zeros(((S - 1) * dim,), D.dtype)])
+    delta_bias = None if delta_bias is None else jnp.tile(delta_bias, S)
+    return A.reshape(S * dim, ns), regroup(B), regroup(C), D, delta_bias
 
 
 def default_platform():
@@ -1145,28 +1168,22 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
-    groups_of_states = _state_groups(n, platform, variant, state_groups)
-    if groups_of_states > 1:
-        options = dict(interpret=interpret, platform=platform, block_d=block_d, chunk=chunk,
-                       num_warps=num_warps, time_block=time_block, variant=variant,
-                       unroll=unroll, segments=segments, prefetch_bc=prefetch_bc,
-                       bwd_segments=bwd_segments, row_ahead=row_ahead, split=split,
-                       delta_tile=delta_tile, bwd_block_d=bwd_block_d,
-                       bwd_num_warps=bwd_num_warps, state_every=state_every,
-                       bc_atomic=bc_atomic)
-        return _state_groups_scan(groups_of_states, u, delta, A, B, C, D, z, delta_bias,
-                                  delta_softplus, return_last_state, options)
-    lay = choose_layout(length, dim, n, groups, platform, interpret, block_d, chunk, num_warps,
-                        time_block, variant, unroll, segments, batch=batch,
+    S = _state_groups(n, platform, variant, state_groups)
+    A, B, C, D, delta_bias = _regroup_states(S, A, B, C, D, delta_bias)
+    n_s, groups = A.shape[1], groups * S
+    lay = choose_layout(length, S * dim, n_s, groups, platform, interpret, block_d, chunk,
+                        num_warps, time_block, variant, unroll, segments, batch=batch,
                         prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
                         row_ahead=row_ahead, split=split, delta_tile=delta_tile,
                         bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps,
                         state_every=state_every, bc_atomic=bc_atomic,
                         wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)))
+    lay = lay._replace(state_groups=S)
+    copy = lay._replace(groups=groups // S)          # the layout of one copy of D channels
     length_pad = _padded_length(length, lay)
 
     def seq(x):
-        return _pad_channels(_pad_axis(x, 1, length_pad), lay)
+        return None if x is None else _pad_channels(_pad_axis(x, 1, length_pad), copy)
 
     def vec(x):
         return None if x is None else _pad_channels(x.astype(jnp.float32)[None, :], lay)
@@ -1174,10 +1191,11 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     A_T = _pad_axis(_pad_channels(A.astype(jnp.float32).T, lay), 0, lay.n_state)
     out, last = _scan_core(
         lay, length, bool(delta_softplus), seq(u), seq(delta), A_T,
-        _prepare_bc(B, lay, length_pad), _prepare_bc(C, lay, length_pad), vec(D),
-        None if z is None else seq(z), vec(delta_bias))
-    out = _unpad_channels(out[:, :length], lay, dim)
+        _prepare_bc(B, lay, length_pad), _prepare_bc(C, lay, length_pad), vec(D), seq(z),
+        vec(delta_bias))
+    out = _unpad_channels(out[:, :length], copy, dim)
     if not return_last_state:
         return out
-    last = _unpad_channels(last[:, :n], lay, dim, axis=2)            # (batch, N, D)
-    return out, jnp.swapaxes(last, 1, 2)
+    last = _unpad_channels(last[:, :n_s], lay, S * dim, axis=2)       # (batch, N_s, S D)
+    last = jnp.swapaxes(last.reshape(batch, n_s, S, dim), 1, 3)      # (batch, D, S, N_s)
+    return out, last.reshape(batch, dim, S * n_s)[:, :, :n]
