@@ -862,24 +862,27 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(64, dict(bwd_segments=3), id="N64-bwdseg3"),
     pytest.param(64, dict(split=16, segments=1, unroll=8, bwd_segments=3),
                  id="N64-bwdseg3-U8"),
-    pytest.param(128, dict(), id="N128-tiles-residual"),
-    pytest.param(256, dict(), id="N256-bc-atomic"),
+    pytest.param(128, dict(), id="N128-groups2"),
+    pytest.param(256, dict(), id="N256-groups4"),
+    pytest.param(128, dict(state_groups=1), id="N128-tiles-residual"),
+    pytest.param(256, dict(state_groups=1), id="N256-bc-atomic"),
     pytest.param(32, dict(bwd_block_d=8, bwd_num_warps=1, state_every=1), id="N32-bwd-w1-bd8"),
-    pytest.param(128, dict(bwd_block_d=4, bwd_num_warps=1, state_every=1),
+    pytest.param(128, dict(bwd_block_d=4, bwd_num_warps=1, state_every=1, state_groups=1),
                  id="N128-bwd-w1-bd4"),
-    pytest.param(256, dict(bwd_block_d=2, bwd_num_warps=1, state_every=1),
+    pytest.param(256, dict(bwd_block_d=2, bwd_num_warps=1, state_every=1, state_groups=1),
                  id="N256-bwd-w1-bd2"),
     pytest.param(32, dict(state_every=2, bwd_segments=1), id="N32-m2"),
     pytest.param(64, dict(state_every=4, bwd_segments=1), id="N64-m4"),
     pytest.param(64, dict(state_every=8, bwd_segments=3), id="N64-m8-bwdseg3"),
     pytest.param(128, dict(state_every=4), id="N128-m4")])
 def test_above_16_states_compiled_gpu(n, layout):
-    """The default layout above N = 16 compiled (at this shape the gradient's forward is
-    the tiles forward at N 128, dB and dC by atomics at N 256), hybrid's segmented backward
+    """The default layout above N = 16 compiled (above N 64 as groups of 64 states; in one
+    group, state_groups=1, the gradient's forward is the tiles forward at N 128 and dB, dC
+    are added by atomics at N 256), hybrid's segmented backward
     there (its first pass holds N states a lane; the default at batch 1 up to N 64), and
     the tiles backward in one-warp programs of 8 / 4 / 2 channels (opt-in, NOTES.md v33),
-    and the 4-warp tiles backward with the state saved every m chunks (its sweep of the
-    block before, one chunk an iteration): values and gradients."""
+    and the 4-warp tiles backward with the state saved every m chunks (the chunk starts of
+    a block recomputed before it is walked): values and gradients."""
     args = random_inputs(jax.random.PRNGKey(n), 2, 600, 64, n, None, jnp.float32,
                          True, True, True, for_softplus=True)
     check_against_reference(args, dict(delta_softplus=True, return_last_state=True),
