@@ -614,6 +614,10 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
                  dict(state_groups=3, variant="hybrid", segments=1), id="S3-N7-padded-grouped3"),
     pytest.param(2, 23, 12, 5, 2, jnp.bfloat16, (True, True, False),
                  dict(state_groups=2, variant="tiles"), id="bf16-S2-N5-grouped2"),
+    pytest.param(1, 21, 8, 6, None, jnp.float32, (True, True, True),
+                 dict(state_groups=2, variant="lanes"), id="S2-lanes"),
+    pytest.param(1, 21, 8, 6, None, jnp.float32, (True, True, True),
+                 dict(state_groups=3, platform="tpu"), id="S3-tpu-layout"),
 ])
 def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layout):
     """state_groups = S: the scan as S scans of ceil(N / S) states over the same channels

@@ -145,10 +145,11 @@ BC_ATOMIC_STATES = 256
 # where its 32-channel programs are fewer than BWD_PROGRAMS (at D 1536: up to batch 7).
 SEGMENTED_BWD_STATES = 64
 # Above this N the scan runs as ceil(N / GROUP_STATES) scans of at most GROUP_STATES states
-# each over the same channels (:func:`_state_groups_scan`): each state's recurrence is its
+# each over copies of the channels (:func:`_regroup_states`): each state's recurrence is its
 # own, and out, du, ddelta, dz are sums over the states, so each group's are partial sums.
 # The tiles backward at N 128 ran 5.2x its N 64 time for 2x the states (bf16 batch 8 L 4096,
-# H200: 56.3 against 10.8 ms, runs 61-70; benchmarks/NOTES.md v38).
+# H200: 56.3 against 10.8 ms, runs 61-70); as 2 groups of 64 it ran 22.3 ms, N 256 as 4
+# 44.2 against 130.6, the official kernel 26.9 / 54.1 (run 78; benchmarks/NOTES.md v38).
 GROUP_STATES = 64
 
 
@@ -1153,7 +1154,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         reproducible; the backward 1.2x slower at N 16 on an H200, benchmarks/NOTES.md v25,
         but faster at N 256, where it is on by default: v30); see benchmarks/NOTES.md).
       state_groups: S, run the scan as S scans of ceil(N / S) states each over the same
-        channels, their outputs and gradients summed (:func:`_state_groups_scan`); default
+        channels, their outputs and gradients summed (:func:`_regroup_states`); default
         ceil(N / GROUP_STATES) on the GPU layout for the variants with the tiles backward,
         1 elsewhere.
       variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
