@@ -1093,13 +1093,12 @@ def _regroup_states(S, A, B, C, D, delta_bias):
         return A, B, C, D, delta_bias
     dim, n = A.shape
     ns = -(-n // S)
-    pad = S * ns - n
-    A = jnp.swapaxes(jnp.pad(A, ((0, 0), (0, pad))).reshape(dim, S, ns), 0, 1)
+    A = jnp.swapaxes(_pad_axis(A, 1, S * ns).reshape(dim, S, ns), 0, 1)
 
     def regroup(X):
         X = X if X.ndim == 4 else X[:, :, None, :]
         batch, length, G, _ = X.shape
-        X = jnp.pad(X, ((0, 0), (0, 0), (0, 0), (0, pad))).reshape(batch, length, G, S, ns)
+        X = _pad_axis(X, 3, S * ns).reshape(batch, length, G, S, ns)
         return jnp.swapaxes(X, 2, 3).reshape(batch, length, S * G, ns)
 
     D = None if D is None else jnp.concatenate([D, jnp.zeros(((S - 1) * dim,), D.dtype)])
