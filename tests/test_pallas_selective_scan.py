@@ -554,16 +554,22 @@ def test_default_layout_forward_interpret():
     assert rel_err(last, last_ref) < 1e-5
 
 
-def _array_shapes(jaxpr):
-    """Shapes of every value a jaxpr (and the jaxprs inside its equations) produces."""
+def _equations(jaxpr):
+    """Every equation of a jaxpr and of the jaxprs inside its equations."""
     for eqn in jaxpr.eqns:
-        for v in eqn.outvars:
-            yield tuple(v.aval.shape)
+        yield eqn
         for param in eqn.params.values():
             for sub in param if isinstance(param, (tuple, list)) else (param,):
                 sub = getattr(sub, "jaxpr", sub)
                 if hasattr(sub, "eqns"):
-                    yield from _array_shapes(sub)
+                    yield from _equations(sub)
+
+
+def _array_shapes(jaxpr):
+    """Shapes of every value a jaxpr (and the jaxprs inside its equations) produces."""
+    for eqn in _equations(jaxpr):
+        for v in eqn.outvars:
+            yield tuple(v.aval.shape)
 
 
 def _array_sizes(jaxpr):
@@ -629,19 +635,11 @@ def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layo
 def _pallas_rows(jaxpr, length, width):
     """[(side, dtype)] of the pallas_call inputs ("in") and outputs ("out") shaped (batch,
     L_pad >= length, width), in a jaxpr and the jaxprs inside it."""
-    rows = []
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "pallas_call":
-            for side, vs in (("in", eqn.invars), ("out", eqn.outvars)):
-                rows += [(side, v.aval.dtype) for v in vs
-                         if len(v.aval.shape) == 3 and v.aval.shape[1] >= length
-                         and v.aval.shape[2] == width]
-        for param in eqn.params.values():
-            for sub in param if isinstance(param, (tuple, list)) else (param,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    rows += _pallas_rows(inner, length, width)
-    return rows
+    return [(side, v.aval.dtype) for eqn in _equations(jaxpr)
+            if eqn.primitive.name == "pallas_call"
+            for side, vs in (("in", eqn.invars), ("out", eqn.outvars)) for v in vs
+            if len(v.aval.shape) == 3 and v.aval.shape[1] >= length
+            and v.aval.shape[2] == width]
 
 
 def test_state_groups_sum_float32_partials():
