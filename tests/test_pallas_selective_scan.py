@@ -624,11 +624,23 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
                  dict(state_groups=2, variant="lanes"), id="S2-lanes"),
     pytest.param(1, 21, 8, 6, None, jnp.float32, (True, True, True),
                  dict(state_groups=3, platform="tpu"), id="S3-tpu-layout"),
+    pytest.param(2, 37, 16, 8, None, jnp.float32, (True, True, True),
+                 dict(state_groups=2, serial_groups=True), id="serial-S2-all"),
+    pytest.param(1, 29, 24, 7, 3, jnp.float32, (True, False, True),
+                 dict(state_groups=3, serial_groups=True, variant="hybrid", segments=1,
+                      state_every=2), id="serial-S3-N7-padded-grouped3-m2"),
+    pytest.param(2, 23, 12, 5, 2, jnp.bfloat16, (True, True, False),
+                 dict(state_groups=2, serial_groups=True, variant="tiles"),
+                 id="serial-bf16-S2-N5-grouped2"),
+    pytest.param(1, 21, 8, 6, None, jnp.float32, (False, True, True),
+                 dict(state_groups=3, serial_groups=True, platform="tpu"),
+                 id="serial-S3-tpu-layout"),
 ])
 def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layout):
     """state_groups = S: the scan as S scans of ceil(N / S) states over the same channels
-    (N padded with zero states), their outputs and gradients summed: values, last state
-    and every gradient as the reference, grouped B, C and the z gate included."""
+    (N padded with zero states), their outputs and gradients summed, side by side over S
+    copies of the channels or one after another (serial_groups): values, last state and
+    every gradient as the reference, grouped B, C and the z gate included."""
     _check_interpret(batch, length, dim, n, groups, dtype, opts, True, True, layout)
 
 
@@ -660,6 +672,27 @@ def test_state_groups_sum_float32_partials():
     assert len(outs) >= 4 and all(dtype == jnp.float32 for dtype in outs), rows
 
 
+def test_serial_state_groups_keep_one_copy():
+    """serial_groups: the kernels run inside a ``lax.scan`` over the S groups and read and
+    write (batch, L, D) rows only (no S D copies of u, delta, z or of their gradients);
+    their outputs are float32 partial sums as side by side."""
+    batch, length, dim, n, S = 1, 32, 16, 8, 2
+    args = random_inputs(jax.random.PRNGKey(3), batch, length, dim, n, None, jnp.bfloat16,
+                         True, True, True)
+    fn = lambda *a: jnp.sum(selective_scan_pallas(
+        *a, delta_softplus=True, interpret=True, state_groups=S,
+        serial_groups=True).astype(jnp.float32))
+    jaxpr = jax.make_jaxpr(jax.grad(fn, argnums=(0, 1, 6)))(*args).jaxpr
+    assert not _pallas_rows(jaxpr, length, S * dim)
+    rows = _pallas_rows(jaxpr, length, dim)
+    assert [dtype for side, dtype in rows if side == "out"].count(jnp.float32) >= 4, rows
+    group_scans = [eqn for eqn in _equations(jaxpr)             # the forward's, the backward's
+                   if eqn.primitive.name == "scan" and eqn.params["length"] == S
+                   and any(e.primitive.name == "pallas_call"
+                           for e in _equations(eqn.params["jaxpr"].jaxpr))]
+    assert len(group_scans) == 2
+
+
 def test_state_groups_default_and_checks():
     """S = ceil(N / GROUP_STATES) on the GPU layout for the tiles-backward variants, 1 on
     TPU and for v2 / lanes; a bad state_groups is refused naming the argument."""
@@ -669,6 +702,13 @@ def test_state_groups_default_and_checks():
     assert _state_groups(4 * GROUP_STATES, "gpu", "tiles", None) == 4
     assert _state_groups(4 * GROUP_STATES, "tpu", None, None) == 1
     assert _state_groups(4 * GROUP_STATES, "gpu", "lanes", None) == 1
+    # serial where one copy of the channels has SERIAL_GROUP_PROGRAMS 32-channel programs
+    from pallas_kernels.selective_scan.fused import SERIAL_GROUP_PROGRAMS, _serial_groups
+    dim = 32 * SERIAL_GROUP_PROGRAMS // 8
+    assert _serial_groups(2, 8, dim, 1, None) and not _serial_groups(2, 1, dim, 1, None)
+    assert not _serial_groups(1, 8, dim, 1, None) and not _serial_groups(2, 8, dim, 1, False)
+    with pytest.raises(ValueError, match="serial_groups"):
+        _serial_groups(2, 8, dim, 1, "yes")
     args = random_inputs(jax.random.PRNGKey(0), 1, 8, 4, 4, None, jnp.float32)
     for bad in (0, 5, 1.5):
         with pytest.raises(ValueError, match="state_groups"):
@@ -876,12 +916,16 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(32, dict(state_every=2, bwd_segments=1), id="N32-m2"),
     pytest.param(64, dict(state_every=4, bwd_segments=1), id="N64-m4"),
     pytest.param(64, dict(state_every=8, bwd_segments=3), id="N64-m8-bwdseg3"),
-    pytest.param(128, dict(state_every=4), id="N128-m4")])
+    pytest.param(128, dict(state_every=4), id="N128-m4"),
+    pytest.param(128, dict(serial_groups=True), id="N128-groups2-serial"),
+    pytest.param(128, dict(state_groups=4), id="N128-groups4"),
+    pytest.param(128, dict(state_groups=8, serial_groups=True), id="N128-groups8-serial"),
+    pytest.param(256, dict(state_groups=8, serial_groups=True), id="N256-groups8-serial")])
 def test_above_16_states_compiled_gpu(n, layout):
-    """The default layout above N = 16 compiled (above N 64 as groups of 64 states; in one
-    group, state_groups=1, the gradient's forward is the tiles forward at N 128 and dB, dC
-    are added by atomics at N 256), hybrid's segmented backward
-    there (its first pass holds N states a lane; the default at batch 1 up to N 64), and
+    """The default layout above N = 16 compiled (above N 64 as groups of states, side by
+    side or one after another, serial_groups; in one group, state_groups=1, the
+    gradient's forward is the tiles forward at N 128 and dB, dC are added by atomics at N
+    256), hybrid's segmented backward there (its first pass holds N states a lane; the default at batch 1 up to N 64), and
     the tiles backward in one-warp programs of 8 / 4 / 2 channels (opt-in, NOTES.md v33),
     and the 4-warp tiles backward with the state saved every m chunks (the chunk starts of
     a block recomputed before it is walked): values and gradients."""

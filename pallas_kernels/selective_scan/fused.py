@@ -82,7 +82,9 @@ class Layout(NamedTuple):
     D / bd, N, L) partials that XLA sums (tiles, hybrid); state_groups: S, the kernels run
     over S copies of the channels, each with its own group of the states, and out, du,
     ddelta, dz are their float32 sums (see :func:`_regroup_states`; the layout's width,
-    groups and n_state are the kernels': S D, S G, N / S).
+    groups and n_state are the kernels': S D, S G, N / S); serial_groups: the S groups run
+    one after another over the D channels (a ``lax.scan``; the layout's width and groups
+    are D, G) instead of side by side over S copies (see :func:`_forward_groups`).
     """
     platform: str
     interpret: bool
@@ -106,6 +108,7 @@ class Layout(NamedTuple):
     state_every: int = 1
     bc_atomic: bool = False
     state_groups: int = 1
+    serial_groups: bool = False
 
     @property
     def state_stride(self):
@@ -151,6 +154,10 @@ SEGMENTED_BWD_STATES = 64
 # H200: 56.3 against 10.8 ms, runs 61-70); as 2 groups of 64 it ran 22.3 ms, N 256 as 4
 # 44.2 against 130.6, the official kernel 26.9 / 54.1 (run 78; benchmarks/NOTES.md v38).
 GROUP_STATES = 64
+# The groups run one after another (serial_groups) where one copy of the channels has this
+# many 32-channel programs (batch x D / 32: batch 8 x D 1536 has 384): the GPU is full with
+# one group, and memory holds one group's kernel outputs instead of S copies (NOTES.md v39).
+SERIAL_GROUP_PROGRAMS = 384
 
 
 def _tile_warps(n_pad, block_d):
@@ -980,16 +987,17 @@ def _pack(u, delta, A_T, B, C, Dskip, z, bias):
 
 def _tile_groups(x, lay):
     """(batch, L, D_pad) -> (batch, L, S D_pad): the channels once for each of the
-    lay.state_groups groups of states (identity at S = 1; None stays None)."""
+    lay.state_groups groups of states (identity at S = 1 and with serial groups; None
+    stays None)."""
     S = lay.state_groups
-    return x if x is None or S == 1 else jnp.tile(x, (1, 1, S))
+    return x if x is None or S == 1 or lay.serial_groups else jnp.tile(x, (1, 1, S))
 
 
 def _sum_groups(x, lay, like):
     """Inverse of :func:`_tile_groups` for outputs: the S partial sums (float32) added, in
     the dtype of ``like``."""
     S = lay.state_groups
-    if x is None or S == 1:
+    if x is None or S == 1 or lay.serial_groups:
         return x
     batch, length, width = x.shape
     return x.reshape(batch, length, S, width // S).sum(axis=2).astype(like.dtype)
@@ -1001,32 +1009,114 @@ def _kernel_inputs(lay, u, delta, A_T, B, C, Dskip, z, bias):
                  _tile_groups(z, lay), bias)
 
 
+def _split_groups(lay, A_T, B, C, Dskip, bias):
+    """Serial groups: the per-copy inputs of the S copies stacked on a leading S axis.
+    A_T (N_s, S D_pad) -> (S, N_s, D_pad); B, C (batch, S G, L, N_s) -> (S, batch, G, L,
+    N_s); Dskip, bias (1, S D_pad) -> (S, 1, D_pad) (None stays None)."""
+    S = lay.state_groups
+
+    def split(x, axis):
+        if x is None:
+            return None
+        shape = x.shape
+        x = x.reshape(shape[:axis] + (S, shape[axis] // S) + shape[axis + 1:])
+        return jnp.moveaxis(x, axis, 0)
+    return split(A_T, 1), split(B, 1), split(C, 1), split(Dskip, 1), split(bias, 1)
+
+
+def _merge_groups(x, axis):
+    """Inverse of :func:`_split_groups`' split for one array: the leading S axis folded
+    back into ``axis`` (of the array without it), copy-major (None stays None)."""
+    if x is None:
+        return None
+    x = jnp.moveaxis(x, 0, axis)
+    return x.reshape(x.shape[:axis] + (-1,) + x.shape[axis + 2:])
+
+
+def _forward_groups(lay, call_lay, length, opts, save_states, inputs):
+    """The forward over the S groups of states: (out in u's dtype, states or None, last
+    state (batch, N_s, S D_pad)); ``call_lay``: the layout of the kernel calls.
+
+    Side by side (default): one call over S copies of the channels, its S float32 partial
+    outs summed. Serial (lay.serial_groups): a ``lax.scan`` over the groups, each call over
+    the D channels with its group's A, B, C (D skip and delta_bias as copies), the partial
+    outs added into one float32 sum: at most one group's kernel outputs live at a time,
+    where side by side holds S copies of u, delta, z and S partial outs (the same total
+    work; where one copy's programs already fill the GPU no slower, benchmarks/NOTES.md
+    v39). The saved states, (S, batch, L_pad / K, N_s, D_pad) serial, are what the
+    backward of the same layout reads."""
+    u = inputs[0]
+    if not lay.serial_groups:
+        out, states, last = _forward_call(call_lay, length, opts, save_states,
+                                          _kernel_inputs(lay, *inputs))
+        return _sum_groups(out, lay, u), states, last
+    u, delta, A_T, B, C, Dskip, z, bias = inputs
+
+    def group(total, per_group):
+        A_s, B_s, C_s, D_s, bias_s = per_group
+        out, states, last = _forward_call(call_lay, length, opts, save_states,
+                                          _pack(u, delta, A_s, B_s, C_s, D_s, z, bias_s))
+        return total + out, (states, last)
+    total, (states, last) = jax.lax.scan(group, jnp.zeros(u.shape, jnp.float32),
+                                         _split_groups(lay, A_T, B, C, Dskip, bias))
+    return total.astype(u.dtype), states, _merge_groups(last, 2)
+
+
+def _backward_groups(lay, length, opts, inputs, dout, states, dlast):
+    """The backward over the S groups of states (see :func:`_forward_groups`): du, ddelta,
+    dz summed over the groups in float32 and rounded once to their inputs' dtypes; dA, dB,
+    dC, dD, dbias for the S copies, as the side-by-side call returns them."""
+    u, delta, z = inputs[0], inputs[1], inputs[6]
+    dout = dout.astype(u.dtype)
+    if not lay.serial_groups:
+        du, ddelta, dA, dB, dC, dD, dz, dbias = _backward_call(
+            _bwd_layout(lay), length, opts, _kernel_inputs(lay, *inputs),
+            _tile_groups(dout, lay), states, dlast)
+        return (_sum_groups(du, lay, u), _sum_groups(ddelta, lay, delta), dA, dB, dC, dD,
+                _sum_groups(dz, lay, z), dbias)
+    A_T, B, C, Dskip, bias = inputs[2:6] + inputs[7:]
+
+    def group(sums, per_group):
+        (A_s, B_s, C_s, D_s, bias_s), states_s, dlast_s = per_group
+        du, ddelta, dA, dB, dC, dD, dz, dbias = _backward_call(
+            _bwd_layout(lay), length, opts, _pack(u, delta, A_s, B_s, C_s, D_s, z, bias_s),
+            dout, states_s, dlast_s)
+        sums = jax.tree_util.tree_map(jnp.add, sums, (du, ddelta, dz))
+        return sums, (dA, dB, dC, dD, dbias)
+    S = lay.state_groups
+    batch, n, width = dlast.shape
+    dlast = jnp.moveaxis(dlast.reshape(batch, n, S, width // S), 2, 0)
+    zeros = tuple(None if x is None else jnp.zeros(x.shape, jnp.float32) for x in (u, delta, z))
+    (du, ddelta, dz), (dA, dB, dC, dD, dbias) = jax.lax.scan(
+        group, zeros, (_split_groups(lay, A_T, B, C, Dskip, bias), states, dlast))
+    rounded = (None if x is None else x.astype(like.dtype)
+               for x, like in ((du, u), (ddelta, delta), (dz, z)))
+    du, ddelta, dz = rounded
+    return (du, ddelta, _merge_groups(dA, 1), _merge_groups(dB, 1), _merge_groups(dC, 1),
+            _merge_groups(dD, 1), dz, _merge_groups(dbias, 1))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _scan_core(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
     """Padded fused scan: out (batch, L_pad, D_pad), last state (batch, N_pad, S D_pad)."""
-    out, _, last = _forward_call(lay, length, _opts(Dskip, z, bias, softplus), False,
-                                 _kernel_inputs(lay, u, delta, A_T, B, C, Dskip, z, bias))
-    return _sum_groups(out, lay, u), last
+    inputs = (u, delta, A_T, B, C, Dskip, z, bias)
+    out, _, last = _forward_groups(lay, lay, length, _opts(Dskip, z, bias, softplus), False,
+                                   inputs)
+    return out, last
 
 
 def _scan_core_fwd(lay, length, softplus, u, delta, A_T, B, C, Dskip, z, bias):
     inputs = (u, delta, A_T, B, C, Dskip, z, bias)
-    out, states, last = _forward_call(_residual_layout(lay, u.shape[0]), length,
-                                      _opts(Dskip, z, bias, softplus), True,
-                                      _kernel_inputs(lay, *inputs))
-    return (_sum_groups(out, lay, u), last), (inputs, states)
+    out, states, last = _forward_groups(lay, _residual_layout(lay, u.shape[0]), length,
+                                        _opts(Dskip, z, bias, softplus), True, inputs)
+    return (out, last), (inputs, states)
 
 
 def _scan_core_bwd(lay, length, softplus, residuals, cotangents):
     inputs, states = residuals
     dout, dlast = cotangents
-    u, delta, z = inputs[0], inputs[1], inputs[6]
-    opts = _opts(*inputs[5:], softplus)
-    du, ddelta, dA, dB, dC, dD, dz, dbias = _backward_call(
-        _bwd_layout(lay), length, opts, _kernel_inputs(lay, *inputs),
-        _tile_groups(dout.astype(u.dtype), lay), states, dlast.astype(jnp.float32))
-    return (_sum_groups(du, lay, u), _sum_groups(ddelta, lay, delta), dA, dB, dC, dD,
-            _sum_groups(dz, lay, z), dbias)
+    return _backward_groups(lay, length, _opts(*inputs[5:], softplus), inputs, dout, states,
+                            dlast.astype(jnp.float32))
 
 
 _scan_core.defvjp(_scan_core_fwd, _scan_core_bwd)
@@ -1079,6 +1169,15 @@ def _state_groups(n, platform, variant, state_groups):
     return state_groups
 
 
+def _serial_groups(S, batch, dim, groups, serial_groups):
+    """Whether the S groups of states run one after another (see SERIAL_GROUP_PROGRAMS)."""
+    if serial_groups is None:
+        return S > 1 and _programs(batch * groups, dim // groups, 32) >= SERIAL_GROUP_PROGRAMS
+    if serial_groups not in (True, False, 0, 1):
+        raise ValueError(f"serial_groups must be a bool, got {serial_groups!r}")
+    return S > 1 and bool(serial_groups)
+
+
 def _regroup_states(S, A, B, C, D, delta_bias):
     """A, B, C, D, delta_bias for the scan as S groups of N_s = ceil(N / S) states over S
     copies of the D channels (identity at S = 1).
@@ -1117,7 +1216,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           time_block=None, variant=None, unroll=None, segments=None,
                           prefetch_bc=None, bwd_segments=None, row_ahead=None, split=None,
                           delta_tile=None, bwd_block_d=None, bwd_num_warps=None,
-                          state_every=None, bc_atomic=None, state_groups=None):
+                          state_every=None, bc_atomic=None, state_groups=None,
+                          serial_groups=None):
     """Fused selective scan (forward and backward kernels), channels-last.
 
         h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  out_t = (C_t . h_t + D u_t) silu(z_t)
@@ -1156,6 +1256,10 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         channels, their outputs and gradients summed (:func:`_regroup_states`); default
         ceil(N / GROUP_STATES) on the GPU layout for the variants with the tiles backward,
         1 elsewhere.
+      serial_groups: with S > 1 run the groups one after another over the D channels (a
+        ``lax.scan``; less memory: no S copies of u, delta, z and of their partial
+        gradients) instead of side by side over S copies; default: serial where one copy
+        already has SERIAL_GROUP_PROGRAMS 32-channel programs (batch x D / 32).
       variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
         "tiles", "lanes" or "hybrid" (see :class:`Layout`); the measured times of each are
         in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -1169,26 +1273,30 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     S = _state_groups(n, platform, variant, state_groups)
+    serial = _serial_groups(S, batch, dim, groups, serial_groups)
     A, B, C, D, delta_bias = _regroup_states(S, A, B, C, D, delta_bias)
-    n_s, groups = A.shape[1], groups * S
-    lay = choose_layout(length, S * dim, n_s, groups, platform, interpret, block_d, chunk,
-                        num_warps, time_block, variant, unroll, segments, batch=batch,
+    n_s = A.shape[1]
+    copies = 1 if serial else S          # copies of the channels one kernel call walks
+    lay = choose_layout(length, copies * dim, n_s, copies * groups, platform, interpret,
+                        block_d, chunk, num_warps, time_block, variant, unroll, segments,
+                        batch=batch,
                         prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
                         row_ahead=row_ahead, split=split, delta_tile=delta_tile,
                         bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps,
                         state_every=state_every, bc_atomic=bc_atomic,
                         wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)))
-    lay = lay._replace(state_groups=S)
-    copy = lay._replace(groups=groups // S)          # the layout of one copy of D channels
+    lay = lay._replace(state_groups=S, serial_groups=serial)
+    copy = lay._replace(groups=groups)               # the layout of one copy of D channels
+    wide = lay._replace(groups=S * groups)           # of the S copies (A, D, delta_bias)
     length_pad = _padded_length(length, lay)
 
     def seq(x):
         return None if x is None else _pad_channels(_pad_axis(x, 1, length_pad), copy)
 
     def vec(x):
-        return None if x is None else _pad_channels(x.astype(jnp.float32)[None, :], lay)
+        return None if x is None else _pad_channels(x.astype(jnp.float32)[None, :], wide)
 
-    A_T = _pad_axis(_pad_channels(A.astype(jnp.float32).T, lay), 0, lay.n_state)
+    A_T = _pad_axis(_pad_channels(A.astype(jnp.float32).T, wide), 0, lay.n_state)
     out, last = _scan_core(
         lay, length, bool(delta_softplus), seq(u), seq(delta), A_T,
         _prepare_bc(B, lay, length_pad), _prepare_bc(C, lay, length_pad), vec(D), seq(z),
@@ -1196,6 +1304,6 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     out = _unpad_channels(out[:, :length], copy, dim)
     if not return_last_state:
         return out
-    last = _unpad_channels(last[:, :n_s], lay, S * dim, axis=2)       # (batch, N_s, S D)
+    last = _unpad_channels(last[:, :n_s], wide, S * dim, axis=2)      # (batch, N_s, S D)
     last = jnp.swapaxes(last.reshape(batch, n_s, S, dim), 1, 3)      # (batch, D, S, N_s)
     return out, last.reshape(batch, dim, S * n_s)[:, :, :n]
