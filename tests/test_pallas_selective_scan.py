@@ -694,21 +694,23 @@ def test_serial_state_groups_keep_one_copy():
 
 
 def test_state_groups_default_and_checks():
-    """S = ceil(N / GROUP_STATES) on the GPU layout for the tiles-backward variants, 1 on
-    TPU and for v2 / lanes; a bad state_groups is refused naming the argument."""
-    from pallas_kernels.selective_scan.fused import GROUP_STATES, _state_groups
-    assert _state_groups(GROUP_STATES, "gpu", None, None) == 1
-    assert _state_groups(GROUP_STATES + 1, "gpu", None, None) == 2
-    assert _state_groups(4 * GROUP_STATES, "gpu", "tiles", None) == 4
-    assert _state_groups(4 * GROUP_STATES, "tpu", None, None) == 1
-    assert _state_groups(4 * GROUP_STATES, "gpu", "lanes", None) == 1
-    # serial where one copy of the channels has SERIAL_GROUP_PROGRAMS 32-channel programs
-    from pallas_kernels.selective_scan.fused import SERIAL_GROUP_PROGRAMS, _serial_groups
-    dim = 32 * SERIAL_GROUP_PROGRAMS // 8
-    assert _serial_groups(2, 8, dim, 1, None) and not _serial_groups(2, 1, dim, 1, None)
-    assert not _serial_groups(1, 8, dim, 1, None) and not _serial_groups(2, 8, dim, 1, False)
+    """S = ceil(N / GROUP_STATES) above GROUPS_ABOVE on the GPU layout for the
+    tiles-backward variants, 1 on TPU and for v2 / lanes; serial_groups=True: ceil(N /
+    SERIAL_GROUP_STATES) on every layout; a bad state_groups or serial_groups is refused
+    naming the argument."""
+    from pallas_kernels.selective_scan.fused import (GROUP_STATES, GROUPS_ABOVE,
+                                                     SERIAL_GROUP_STATES, _state_groups)
+    above = GROUPS_ABOVE + 1
+    assert _state_groups(GROUPS_ABOVE, "gpu", None, None, None) == (1, False)
+    assert _state_groups(above, "gpu", None, None, None) == (-(-above // GROUP_STATES), False)
+    assert _state_groups(8 * GROUP_STATES, "gpu", "tiles", None, False) == (8, False)
+    assert _state_groups(8 * GROUP_STATES, "tpu", None, None, None) == (1, False)
+    assert _state_groups(8 * GROUP_STATES, "gpu", "lanes", None, None) == (1, False)
+    assert _state_groups(128, "tpu", None, None, True) == (128 // SERIAL_GROUP_STATES, True)
+    assert _state_groups(128, "gpu", None, 2, True) == (2, True)
+    assert _state_groups(128, "gpu", None, 1, True) == (1, False)
     with pytest.raises(ValueError, match="serial_groups"):
-        _serial_groups(2, 8, dim, 1, "yes")
+        _state_groups(128, "gpu", None, None, "yes")
     args = random_inputs(jax.random.PRNGKey(0), 1, 8, 4, 4, None, jnp.float32)
     for bad in (0, 5, 1.5):
         with pytest.raises(ValueError, match="state_groups"):
@@ -904,8 +906,9 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(64, dict(bwd_segments=3), id="N64-bwdseg3"),
     pytest.param(64, dict(split=16, segments=1, unroll=8, bwd_segments=3),
                  id="N64-bwdseg3-U8"),
-    pytest.param(128, dict(), id="N128-groups2"),
-    pytest.param(256, dict(), id="N256-groups4"),
+    pytest.param(128, dict(), id="N128-groups4"),
+    pytest.param(256, dict(), id="N256-groups8"),
+    pytest.param(128, dict(state_groups=2), id="N128-groups2"),
     pytest.param(128, dict(state_groups=1), id="N128-tiles-residual"),
     pytest.param(256, dict(state_groups=1), id="N256-bc-atomic"),
     pytest.param(32, dict(bwd_block_d=8, bwd_num_warps=1, state_every=1), id="N32-bwd-w1-bd8"),
@@ -917,13 +920,12 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(64, dict(state_every=4, bwd_segments=1), id="N64-m4"),
     pytest.param(64, dict(state_every=8, bwd_segments=3), id="N64-m8-bwdseg3"),
     pytest.param(128, dict(state_every=4), id="N128-m4"),
-    pytest.param(128, dict(serial_groups=True), id="N128-groups2-serial"),
-    pytest.param(128, dict(state_groups=4), id="N128-groups4"),
-    pytest.param(128, dict(state_groups=8, serial_groups=True), id="N128-groups8-serial"),
-    pytest.param(256, dict(state_groups=8, serial_groups=True), id="N256-groups8-serial")])
+    pytest.param(128, dict(state_groups=2, serial_groups=True), id="N128-groups2-serial"),
+    pytest.param(128, dict(serial_groups=True), id="N128-groups8-serial"),
+    pytest.param(256, dict(serial_groups=True), id="N256-groups16-serial")])
 def test_above_16_states_compiled_gpu(n, layout):
-    """The default layout above N = 16 compiled (above N 64 as groups of states, side by
-    side or one after another, serial_groups; in one group, state_groups=1, the
+    """The default layout above N = 16 compiled (above N 64 as groups of 32 states side by
+    side; of 16 or 64 one after another, serial_groups; in one group, state_groups=1, the
     gradient's forward is the tiles forward at N 128 and dB, dC are added by atomics at N
     256), hybrid's segmented backward there (its first pass holds N states a lane; the default at batch 1 up to N 64), and
     the tiles backward in one-warp programs of 8 / 4 / 2 channels (opt-in, NOTES.md v33),

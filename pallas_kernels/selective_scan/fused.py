@@ -147,17 +147,22 @@ BC_ATOMIC_STATES = 256
 # kernel, holds a channel's N_pad states in one lane: 255 registers at 64) up to this N_pad,
 # where its 32-channel programs are fewer than BWD_PROGRAMS (at D 1536: up to batch 7).
 SEGMENTED_BWD_STATES = 64
-# Above this N the scan runs as ceil(N / GROUP_STATES) scans of at most GROUP_STATES states
-# each over copies of the channels (:func:`_regroup_states`): each state's recurrence is its
-# own, and out, du, ddelta, dz are sums over the states, so each group's are partial sums.
-# The tiles backward at N 128 ran 5.2x its N 64 time for 2x the states (bf16 batch 8 L 4096,
-# H200: 56.3 against 10.8 ms, runs 61-70); as 2 groups of 64 it ran 22.3 ms, N 256 as 4
-# 44.2 against 130.6, the official kernel 26.9 / 54.1 (run 78; benchmarks/NOTES.md v38).
-GROUP_STATES = 64
-# The groups run one after another (serial_groups) where one copy of the channels has this
-# many 32-channel programs (batch x D / 32: batch 8 x D 1536 has 384): the GPU is full with
-# one group, and memory holds one group's kernel outputs instead of S copies (NOTES.md v39).
-SERIAL_GROUP_PROGRAMS = 384
+# Above GROUPS_ABOVE states the scan runs as ceil(N / GROUP_STATES) scans of at most
+# GROUP_STATES states each over copies of the channels (:func:`_regroup_states`): each
+# state's recurrence is its own, and out, du, ddelta, dz are sums over the states, so each
+# group's are partial sums. The tiles backward at N 128 ran 5.2x its N 64 time for 2x the
+# states (bf16 batch 8 L 4096, H200: 56.3 against 10.8 ms, runs 61-70). The training step
+# at N 128 as 2 / 4 / 8 groups (of 64 / 32 / 16): 27.8 / 24.6 / 28.2 ms, at N 256 as 4 / 8
+# / 16: 55.1 / 48.9 / 52.6, batch 1 N 128 4.75 / 4.17 / 3.95; the official kernel 32.4,
+# 67.1, 4.56 (runs 79-80; benchmarks/NOTES.md v38-v39). N 64 itself is not grouped (not
+# timed as 2 groups of 32).
+GROUPS_ABOVE = 64
+GROUP_STATES = 32
+# serial_groups=True: the groups one after another over the D channels (memory: one group's
+# kernel outputs instead of S copies of them), by default in groups of SERIAL_GROUP_STATES
+# (16: hybrid's one-warp backward, the state saved every 16 steps). Opt-in: at N 128 batch
+# 8 the training step 32.9 ms in 3.5 GB against 24.7 ms in 11.3 GB side by side (run 81).
+SERIAL_GROUP_STATES = 16
 
 
 def _tile_warps(n_pad, block_d):
@@ -1041,10 +1046,12 @@ def _forward_groups(lay, call_lay, length, opts, save_states, inputs):
     outs summed. Serial (lay.serial_groups): a ``lax.scan`` over the groups, each call over
     the D channels with its group's A, B, C (D skip and delta_bias as copies), the partial
     outs added into one float32 sum: at most one group's kernel outputs live at a time,
-    where side by side holds S copies of u, delta, z and S partial outs (the same total
-    work; where one copy's programs already fill the GPU no slower, benchmarks/NOTES.md
-    v39). The saved states, (S, batch, L_pad / K, N_s, D_pad) serial, are what the
-    backward of the same layout reads."""
+    where side by side holds S copies of u, delta, z and S partial outs. The same kernel
+    work, but slower: one copy's programs are S x fewer (the GPU less full) and the float32
+    sums are read and written once a group (bf16 batch 8 L 4096 N 128, 4 groups of 32: the
+    backward 29.4 ms against 19.9 side by side; benchmarks/NOTES.md v39). The saved
+    states, (S, batch, L_pad / K, N_s, D_pad) serial, are what the backward of the same
+    layout reads."""
     u = inputs[0]
     if not lay.serial_groups:
         out, states, last = _forward_call(call_lay, length, opts, save_states,
@@ -1159,23 +1166,23 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
     return batch, length, dim, n, groups[0]
 
 
-def _state_groups(n, platform, variant, state_groups):
-    """S, the groups of states the scan is split into (see GROUP_STATES)."""
+def _state_groups(n, platform, variant, state_groups, serial_groups):
+    """(S, serial): the groups of states the scan is split into and whether they run one
+    after another (see GROUP_STATES, SERIAL_GROUP_STATES)."""
+    if serial_groups not in (None, True, False, 0, 1):
+        raise ValueError(f"serial_groups must be a bool, got {serial_groups!r}")
+    serial = bool(serial_groups)
     if state_groups is None:
         tiles_backward = variant is None or variant in TILES_BACKWARD
-        return -(-n // GROUP_STATES) if platform == "gpu" and tiles_backward else 1
+        if serial:
+            state_groups = -(-n // SERIAL_GROUP_STATES)
+        elif platform == "gpu" and tiles_backward and n > GROUPS_ABOVE:
+            state_groups = -(-n // GROUP_STATES)
+        else:
+            state_groups = 1
     if not isinstance(state_groups, int) or not 1 <= state_groups <= n:
         raise ValueError(f"state_groups must be an int from 1 to N={n}, got {state_groups!r}")
-    return state_groups
-
-
-def _serial_groups(S, batch, dim, groups, serial_groups):
-    """Whether the S groups of states run one after another (see SERIAL_GROUP_PROGRAMS)."""
-    if serial_groups is None:
-        return S > 1 and _programs(batch * groups, dim // groups, 32) >= SERIAL_GROUP_PROGRAMS
-    if serial_groups not in (True, False, 0, 1):
-        raise ValueError(f"serial_groups must be a bool, got {serial_groups!r}")
-    return S > 1 and bool(serial_groups)
+    return state_groups, serial and state_groups > 1
 
 
 def _regroup_states(S, A, B, C, D, delta_bias):
@@ -1254,12 +1261,14 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         but faster at N 256, where it is on by default: v30); see benchmarks/NOTES.md).
       state_groups: S, run the scan as S scans of ceil(N / S) states each over the same
         channels, their outputs and gradients summed (:func:`_regroup_states`); default
-        ceil(N / GROUP_STATES) on the GPU layout for the variants with the tiles backward,
-        1 elsewhere.
-      serial_groups: with S > 1 run the groups one after another over the D channels (a
-        ``lax.scan``; less memory: no S copies of u, delta, z and of their partial
-        gradients) instead of side by side over S copies; default: serial where one copy
-        already has SERIAL_GROUP_PROGRAMS 32-channel programs (batch x D / 32).
+        above N = GROUPS_ABOVE (64) ceil(N / GROUP_STATES) (groups of 32) on the GPU layout
+        for the variants with the tiles backward, else 1; with serial_groups ceil(N /
+        SERIAL_GROUP_STATES) (groups of 16).
+      serial_groups: True: run the S groups one after another over the D channels (a
+        ``lax.scan``) instead of side by side over S copies of them: less memory (no S
+        copies of u, delta, z and of their float32 partial sums), more time (bf16 batch 8
+        L 4096 N 128 on an H200: the training step 32.9 ms in 3.5 GB against 24.7 ms in
+        11.3 GB; benchmarks/NOTES.md v39). Default False.
       variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
         "tiles", "lanes" or "hybrid" (see :class:`Layout`); the measured times of each are
         in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -1272,8 +1281,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
-    S = _state_groups(n, platform, variant, state_groups)
-    serial = _serial_groups(S, batch, dim, groups, serial_groups)
+    S, serial = _state_groups(n, platform, variant, state_groups, serial_groups)
     A, B, C, D, delta_bias = _regroup_states(S, A, B, C, D, delta_bias)
     n_s = A.shape[1]
     copies = 1 if serial else S          # copies of the channels one kernel call walks
