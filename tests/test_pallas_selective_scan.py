@@ -927,7 +927,8 @@ def test_above_16_states_compiled_gpu(n, layout):
     """The default layout above N = 16 compiled (above N 64 as groups of 32 states side by
     side; of 16 or 64 one after another, serial_groups; in one group, state_groups=1, the
     gradient's forward is the tiles forward at N 128 and dB, dC are added by atomics at N
-    256), hybrid's segmented backward there (its first pass holds N states a lane; the default at batch 1 up to N 64), and
+    256), hybrid's segmented backward there (its first pass holds N states a lane; the
+    default at batch 1 up to N 64), and
     the tiles backward in one-warp programs of 8 / 4 / 2 channels (opt-in, NOTES.md v33),
     and the 4-warp tiles backward with the state saved every m chunks (the chunk starts of
     a block recomputed before it is walked): values and gradients."""
