@@ -635,6 +635,8 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
     pytest.param(1, 21, 8, 6, None, jnp.float32, (False, True, True),
                  dict(state_groups=3, serial_groups=True, platform="tpu"),
                  id="serial-S3-tpu-layout"),
+    pytest.param(2, 1, 8, 6, None, jnp.float32, (True, True, True),
+                 dict(state_groups=2, serial_groups=True), id="serial-L1"),
 ])
 def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layout):
     """state_groups = S: the scan as S scans of ceil(N / S) states over the same channels
