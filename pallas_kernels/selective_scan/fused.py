@@ -1005,8 +1005,7 @@ def _sum_groups(x, lay, like):
     S = lay.state_groups
     if x is None or S == 1 or lay.serial_groups:
         return x
-    batch, length, width = x.shape
-    return x.reshape(batch, length, S, width // S).sum(axis=2).astype(like.dtype)
+    return _split_groups(x, S, 2).sum(axis=0).astype(like.dtype)
 
 
 def _kernel_inputs(lay, u, delta, A_T, B, C, Dskip, z, bias):
@@ -1015,24 +1014,25 @@ def _kernel_inputs(lay, u, delta, A_T, B, C, Dskip, z, bias):
                  _tile_groups(z, lay), bias)
 
 
-def _split_groups(lay, A_T, B, C, Dskip, bias):
-    """Serial groups: the per-copy inputs of the S copies stacked on a leading S axis.
-    A_T (N_s, S D_pad) -> (S, N_s, D_pad); B, C (batch, S G, L, N_s) -> (S, batch, G, L,
-    N_s); Dskip, bias (1, S D_pad) -> (S, 1, D_pad) (None stays None)."""
-    S = lay.state_groups
+def _split_groups(x, S, axis):
+    """Serial groups: x's ``axis`` of S copies (copy-major) split off onto a leading S axis,
+    e.g. A_T (N_s, S D_pad) -> (S, N_s, D_pad) at axis 1 (None stays None)."""
+    if x is None:
+        return None
+    shape = x.shape
+    x = x.reshape(shape[:axis] + (S, shape[axis] // S) + shape[axis + 1:])
+    return jnp.moveaxis(x, axis, 0)
 
-    def split(x, axis):
-        if x is None:
-            return None
-        shape = x.shape
-        x = x.reshape(shape[:axis] + (S, shape[axis] // S) + shape[axis + 1:])
-        return jnp.moveaxis(x, axis, 0)
-    return split(A_T, 1), split(B, 1), split(C, 1), split(Dskip, 1), split(bias, 1)
+
+def _group_inputs(lay, A_T, B, C, Dskip, bias):
+    """The per-copy inputs of the S copies stacked on a leading S axis: A_T (S, N_s,
+    D_pad); B, C (S, batch, G, L, N_s); Dskip, bias (S, 1, D_pad)."""
+    return tuple(_split_groups(x, lay.state_groups, 1) for x in (A_T, B, C, Dskip, bias))
 
 
 def _merge_groups(x, axis):
-    """Inverse of :func:`_split_groups`' split for one array: the leading S axis folded
-    back into ``axis`` (of the array without it), copy-major (None stays None)."""
+    """Inverse of :func:`_split_groups`: the leading S axis folded back into ``axis`` (of
+    the array without it), copy-major (None stays None)."""
     if x is None:
         return None
     x = jnp.moveaxis(x, 0, axis)
@@ -1066,7 +1066,7 @@ def _forward_groups(lay, call_lay, length, opts, save_states, inputs):
                                           _pack(u, delta, A_s, B_s, C_s, D_s, z, bias_s))
         return total + out, (states, last)
     total, (states, last) = jax.lax.scan(group, jnp.zeros(u.shape, jnp.float32),
-                                         _split_groups(lay, A_T, B, C, Dskip, bias))
+                                         _group_inputs(lay, A_T, B, C, Dskip, bias))
     return total.astype(u.dtype), states, _merge_groups(last, 2)
 
 
@@ -1091,15 +1091,12 @@ def _backward_groups(lay, length, opts, inputs, dout, states, dlast):
             dout, states_s, dlast_s)
         sums = jax.tree_util.tree_map(jnp.add, sums, (du, ddelta, dz))
         return sums, (dA, dB, dC, dD, dbias)
-    S = lay.state_groups
-    batch, n, width = dlast.shape
-    dlast = jnp.moveaxis(dlast.reshape(batch, n, S, width // S), 2, 0)
     zeros = tuple(None if x is None else jnp.zeros(x.shape, jnp.float32) for x in (u, delta, z))
-    (du, ddelta, dz), (dA, dB, dC, dD, dbias) = jax.lax.scan(
-        group, zeros, (_split_groups(lay, A_T, B, C, Dskip, bias), states, dlast))
-    rounded = (None if x is None else x.astype(like.dtype)
-               for x, like in ((du, u), (ddelta, delta), (dz, z)))
-    du, ddelta, dz = rounded
+    sums, (dA, dB, dC, dD, dbias) = jax.lax.scan(
+        group, zeros, (_group_inputs(lay, A_T, B, C, Dskip, bias), states,
+                       _split_groups(dlast, lay.state_groups, 2)))
+    du, ddelta, dz = (None if x is None else x.astype(like.dtype)
+                      for x, like in zip(sums, (u, delta, z)))
     return (du, ddelta, _merge_groups(dA, 1), _merge_groups(dB, 1), _merge_groups(dC, 1),
             _merge_groups(dD, 1), dz, _merge_groups(dbias, 1))
 
