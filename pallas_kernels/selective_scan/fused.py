@@ -1197,17 +1197,18 @@ def _regroup_states(S, A, B, C, D, delta_bias):
         return A, B, C, D, delta_bias
     dim, n = A.shape
     ns = -(-n // S)
-    A = jnp.swapaxes(_pad_axis(A, 1, S * ns).reshape(dim, S, ns), 0, 1)
 
-    def regroup(X):
-        X = X if X.ndim == 4 else X[:, :, None, :]
-        batch, length, G, _ = X.shape
-        X = _pad_axis(X, 3, S * ns).reshape(batch, length, G, S, ns)
-        return jnp.swapaxes(X, 2, 3).reshape(batch, length, S * G, ns)
+    def regroup(X, copy_axis):
+        """X's last (N) axis padded to S N_s, its S groups folded copy-major into copy_axis."""
+        X = _pad_axis(X, X.ndim - 1, S * ns)
+        return _merge_groups(_split_groups(X, S, X.ndim - 1), copy_axis)
+
+    def regroup_bc(X):
+        return regroup(X if X.ndim == 4 else X[:, :, None, :], 2)
 
     D = None if D is None else jnp.concatenate([D, jnp.zeros(((S - 1) * dim,), D.dtype)])
     delta_bias = None if delta_bias is None else jnp.tile(delta_bias, S)
-    return A.reshape(S * dim, ns), regroup(B), regroup(C), D, delta_bias
+    return regroup(A, 0), regroup_bc(B), regroup_bc(C), D, delta_bias
 
 
 def default_platform():
@@ -1311,5 +1312,6 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if not return_last_state:
         return out
     last = _unpad_channels(last[:, :n_s], wide, S * dim, axis=2)      # (batch, N_s, S D)
-    last = jnp.swapaxes(last.reshape(batch, n_s, S, dim), 1, 3)      # (batch, D, S, N_s)
-    return out, last.reshape(batch, dim, S * n_s)[:, :, :n]
+    # the inverse of _regroup_states: copy s's N_s states back to states s N_s .. of N
+    last = _merge_groups(_split_groups(jnp.swapaxes(last, 1, 2), S, 1), 2)
+    return out, last[:, :, :n]
