@@ -637,6 +637,12 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
                  id="serial-S3-tpu-layout"),
     pytest.param(2, 1, 8, 6, None, jnp.float32, (True, True, True),
                  dict(state_groups=2, serial_groups=True), id="serial-L1"),
+    pytest.param(1, 21, 8, 6, None, jnp.float32, (True, True, True),
+                 dict(state_groups=2, serial_groups=True, variant="lanes"),
+                 id="serial-S2-lanes"),
+    # the default groups of 16: S = 3, each saving its state every 4 x T steps
+    pytest.param(1, 64, 16, 40, None, jnp.float32, (True, True, True),
+                 dict(serial_groups=True), id="serial-N40-default"),
 ])
 def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layout):
     """state_groups = S: the scan as S scans of ceil(N / S) states over the same channels
@@ -688,11 +694,53 @@ def test_serial_state_groups_keep_one_copy():
     assert not _pallas_rows(jaxpr, length, S * dim)
     rows = _pallas_rows(jaxpr, length, dim)
     assert [dtype for side, dtype in rows if side == "out"].count(jnp.float32) >= 4, rows
-    group_scans = [eqn for eqn in _equations(jaxpr)             # the forward's, the backward's
-                   if eqn.primitive.name == "scan" and eqn.params["length"] == S
-                   and any(e.primitive.name == "pallas_call"
-                           for e in _equations(eqn.params["jaxpr"].jaxpr))]
+    group_scans = _group_scans(jaxpr, S)
     assert len(group_scans) == 2
+    # the backward adds du, ddelta, dz into the running sums in the kernel (inputs aliased
+    # to its first 3 outputs), not in a float32 add of its outputs a group
+    bwd = group_scans[1].params["jaxpr"].jaxpr
+    calls = [e for e in _equations(bwd) if e.primitive.name == "pallas_call"]
+    assert len(calls) == 1
+    n_in = len(calls[0].invars)
+    assert sorted(calls[0].params["input_output_aliases"]) == [(n_in - 3 + i, i)
+                                                               for i in range(3)]
+    assert not [e for e in _equations(bwd) if e.primitive.name == "add"
+                and e.outvars[0].aval.ndim == 3 and e.outvars[0].aval.shape[2] == dim]
+
+
+def _group_scans(jaxpr, S):
+    """The ``lax.scan``s over S groups that run pallas_calls: the forward's, the backward's."""
+    return [eqn for eqn in _equations(jaxpr)
+            if eqn.primitive.name == "scan" and eqn.params["length"] == S
+            and any(e.primitive.name == "pallas_call"
+                    for e in _equations(eqn.params["jaxpr"].jaxpr))]
+
+
+@pytest.mark.parametrize("batch,m0", [(1, 1), (8, 4)])
+def test_serial_state_groups_memory_does_not_grow_with_n(batch, m0):
+    """serial_groups with the tiles backward: each group saves its state S x less often
+    than one group alone (state_every S m0), so the saved states of all groups together are
+    4 / m0 floats a (t, d) at N 64 and at N 256 (batch 8 x D 1536: one-warp backward
+    programs, m0 = 4; batch 1: m0 = 1); at L 5000 the padded length stays that of one
+    group's layout (5120), with fewer steps between saved states. Traced, not run."""
+    dim = 1536
+    for n in (64, 256):
+        for length in (4096, 5000):
+            args = jax.eval_shape(lambda: random_inputs(
+                jax.random.PRNGKey(0), batch, length, dim, n, None, jnp.bfloat16,
+                True, True, True))
+            fn = lambda *a: jnp.sum(selective_scan_pallas(
+                *a, delta_softplus=True, interpret=True, platform="gpu",
+                serial_groups=True).astype(jnp.float32))
+            jaxpr = jax.make_jaxpr(jax.grad(fn, argnums=(0, 1)))(*args).jaxpr
+            fwd = _group_scans(jaxpr, n // 16)[0]
+            (saved,) = [v.aval.shape for v in fwd.outvars if v.aval.ndim == 5]
+            (out,) = [v.aval.shape for v in fwd.outvars if v.aval.ndim == 3]
+            floats = math.prod(saved) / (batch * out[1] * dim)
+            if length == 4096:
+                assert floats == 4 / m0, (n, saved)
+            else:
+                assert out[1] == 5120 and floats <= 4 * 4 / m0, (n, saved)
 
 
 def test_state_groups_default_and_checks():

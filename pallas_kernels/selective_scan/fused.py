@@ -164,6 +164,12 @@ GROUP_STATES = 32
 # (16: hybrid's one-warp backward, the state saved every 16 steps). Opt-in: at N 128 batch
 # 8 the training step 32.9 ms in 3.5 GB against 24.7 ms in 11.3 GB side by side (run 81).
 SERIAL_GROUP_STATES = 16
+# ... and, with the tiles backward, each group saves its state for the backward S x less
+# often than N_s states alone would (state_every S m): the S groups' saved states take what
+# one group's alone take, 4 / m floats a (t, d) for groups of 16 (T 4) whatever N, so the
+# memory of forward + backward is O(batch L D) at every N (see benchmarks/NOTES.md v40),
+# with less where that would pad L by more than 1 / SERIAL_PAD (:func:`_serial_layout`).
+SERIAL_PAD = 16
 
 
 def _tile_warps(n_pad, block_d):
@@ -876,8 +882,12 @@ def _backward_adjoints(lay, length, opts, args, dout):
         name="selective_scan_bwd_adjoints")(*args, dout)
 
 
-def _backward_call(lay, length, opts, args, dout, states, dlast):
+def _backward_call(lay, length, opts, args, dout, states, dlast, sums=None):
     """Run the backward kernel; returns per-input cotangents (partials summed here).
+
+    ``sums``: None, or float32 running sums (du, ddelta[, dz]) of u's padded shape that the
+    kernel adds its du, ddelta, dz to (outputs aliased to them: the serial groups' sums
+    without a float32 round trip a group, see :func:`_backward_groups`).
 
     With lay.bwd_segments = P > 1 (tiles backward, GPU) time is cut into P segments run in
     parallel, grid (batch, D / bd, P): pass 1 (:func:`_backward_adjoints`) gives each
@@ -888,7 +898,8 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
     has_D, has_z, has_bias, _ = opts
     batch, length_pad, dim_pad = u.shape
     n_blocks = dim_pad // lay.block_d
-    cfg = _config(lay, length, opts, reverse_time=True)
+    cfg = dataclasses.replace(_config(lay, length, opts, reverse_time=True),
+                              accumulate=sums is not None)
     P = lay.bwd_segments
     args = list(args)
     # B and C prepared apart, as in the forward (see _forward_args)
@@ -932,6 +943,11 @@ def _backward_call(lay, length, opts, args, dout, states, dlast):
         partial_bc = jax.ShapeDtypeStruct((batch, n_blocks) + bc_dims, jnp.float32)
         out_shape += [partial_bc, partial_bc]
         out_specs += [spec("partial_bc", rev)] * 2
+    if sums is not None:             # du, ddelta [dz] (outputs 0, 1 [2]) added to these
+        n_in = len(in_specs)
+        extra = extra + list(sums)
+        in_specs += [seq_spec] * len(sums)
+        aliases.update({n_in + i: i for i in range(len(sums))})
     per_segment = (P,) if P > 1 else ()            # partial sums over time per segment
     partial_vec = jax.ShapeDtypeStruct((batch,) + per_segment + (1, dim_pad), jnp.float32)
     partial_state = jax.ShapeDtypeStruct((batch,) + per_segment + (n, dim_pad), jnp.float32)
@@ -1088,9 +1104,8 @@ def _backward_groups(lay, length, opts, inputs, dout, states, dlast):
         (A_s, B_s, C_s, D_s, bias_s), states_s, dlast_s = per_group
         du, ddelta, dA, dB, dC, dD, dz, dbias = _backward_call(
             _bwd_layout(lay), length, opts, _pack(u, delta, A_s, B_s, C_s, D_s, z, bias_s),
-            dout, states_s, dlast_s)
-        sums = jax.tree_util.tree_map(jnp.add, sums, (du, ddelta, dz))
-        return sums, (dA, dB, dC, dD, dbias)
+            dout, states_s, dlast_s, sums=[x for x in sums if x is not None])
+        return (du, ddelta, dz), (dA, dB, dC, dD, dbias)
     zeros = tuple(None if x is None else jnp.zeros(x.shape, jnp.float32) for x in (u, delta, z))
     sums, (dA, dB, dC, dD, dbias) = jax.lax.scan(
         group, zeros, (_group_inputs(lay, A_T, B, C, Dskip, bias), states,
@@ -1181,6 +1196,22 @@ def _state_groups(n, platform, variant, state_groups, serial_groups):
     if not isinstance(state_groups, int) or not 1 <= state_groups <= n:
         raise ValueError(f"state_groups must be an int from 1 to N={n}, got {state_groups!r}")
     return state_groups, serial and state_groups > 1
+
+
+def _serial_layout(layout, base, S):
+    """Serial groups (tiles backward): ``base`` (one group's layout) with each group saving
+    its state S x less often, state_every pow2(S) m (``layout(m)`` builds the layout), so
+    that the S groups' saved states take what one group's alone take, O(batch L D) memory
+    whatever N (see SERIAL_GROUP_STATES); halved while that pads L by more than
+    1 / SERIAL_PAD of base's padded length (L_pad is a multiple of K = m T x the time
+    segments: 4096 at batch 8 N 256, L_pad 8192 for L 5000)."""
+    m = base.state_every * _next_pow2(S)
+    while m > base.state_every:
+        lay = layout(m)
+        if lay.time_block * SERIAL_PAD <= base.time_block * (SERIAL_PAD + 1):
+            return lay
+        m //= 2
+    return base
 
 
 def _regroup_states(S, A, B, C, D, delta_bias):
@@ -1284,14 +1315,18 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     A, B, C, D, delta_bias = _regroup_states(S, A, B, C, D, delta_bias)
     n_s = A.shape[1]
     copies = 1 if serial else S          # copies of the channels one kernel call walks
-    lay = choose_layout(length, copies * dim, n_s, copies * groups, platform, interpret,
-                        block_d, chunk, num_warps, time_block, variant, unroll, segments,
-                        batch=batch,
-                        prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
-                        row_ahead=row_ahead, split=split, delta_tile=delta_tile,
-                        bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps,
-                        state_every=state_every, bc_atomic=bc_atomic,
-                        wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)))
+
+    def layout(state_every):
+        return choose_layout(
+            length, copies * dim, n_s, copies * groups, platform, interpret, block_d, chunk,
+            num_warps, time_block, variant, unroll, segments, batch=batch,
+            prefetch_bc=prefetch_bc, bwd_segments=bwd_segments, row_ahead=row_ahead,
+            split=split, delta_tile=delta_tile, bwd_block_d=bwd_block_d,
+            bwd_num_warps=bwd_num_warps, state_every=state_every, bc_atomic=bc_atomic,
+            wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)))
+    lay = layout(state_every)
+    if serial and state_every is None and lay.variant in TILES_BACKWARD:
+        lay = _serial_layout(layout, lay, S)
     lay = lay._replace(state_groups=S, serial_groups=serial)
     copy = lay._replace(groups=groups)               # the layout of one copy of D channels
     wide = lay._replace(groups=S * groups)           # of the S copies (A, D, delta_bias)

@@ -66,7 +66,10 @@ class ScanConfig:
     m-th chunk (every K = m T steps) and the tiles backward recomputes a block's m chunk
     starts before walking it (see :func:`bwd_kernel_tiles`; 1: every chunk); bc_atomic:
     the tiles backward adds its dB, dC tiles into one (N, L) sum a group by atomic adds
-    (outputs aliased to zeroed inputs ``dB_init``, ``dC_init``), not into partials a block.
+    (outputs aliased to zeroed inputs ``dB_init``, ``dC_init``), not into partials a block;
+    accumulate: a backward kernel adds its du, ddelta [dz] to the running sums it reads from
+    the inputs ``du_sum``, ``ddelta_sum`` [``dz_sum``], its outputs aliased to them (the
+    state groups run one after another, see :func:`store_row`).
     """
     length: int
     chunk: int
@@ -87,6 +90,7 @@ class ScanConfig:
     delta_tile: bool = False
     state_every: int = 1
     bc_atomic: bool = False
+    accumulate: bool = False
 
     @property
     def state_stride(self):
@@ -257,7 +261,22 @@ def input_names(cfg, backward=False):
     if backward:
         names += ["dout", "states", "dlast"]
         names += ["dB_init", "dC_init"] * cfg.bc_atomic      # aliased to dB, dC (tiles)
+        names += [f"{name}_sum" for name in row_names(cfg)] * cfg.accumulate
     return names
+
+
+def row_names(cfg):
+    """The backward's (L, bd) outputs, in order: du, ddelta [, dz]."""
+    return ("du", "ddelta") + ("dz",) * cfg.has_z
+
+
+def store_row(ins, ref, name, index, value, cfg):
+    """ref[index] = value in ref's dtype; with cfg.accumulate and ``name`` one of
+    :func:`row_names`, plus the running sum ``ins[name + "_sum"][index]`` (the output is
+    aliased to that input, so the program reads its own block before it overwrites it)."""
+    if cfg.accumulate and name in row_names(cfg):
+        value = value + ins[f"{name}_sum"][index]
+    ref[index] = value.astype(ref.dtype)
 
 
 def backward_refs(refs, cfg):
@@ -461,8 +480,7 @@ def bwd_kernel(*refs, cfg: ScanConfig):
             g = g * a
         for t, row in stores:
             for name, value in row.items():
-                ref = out_refs[name]
-                ref[t, :] = value.astype(ref.dtype)
+                store_row(ins, out_refs[name], name, (t, slice(None)), value, cfg)
         return g, dA, dD, dbias, nxt
 
     zeros_v = jnp.zeros(A.shape[1:], jnp.float32)
@@ -730,8 +748,8 @@ def bwd_kernel_tiles(*refs, cfg: ScanConfig):
             g = g * a
         stores.reverse()                                     # step order 0 .. T-1
         for name in stores[0]:
-            ref = row_refs[name]
-            ref[pl.ds(c * T, T), :] = _gather_rows([r[name] for r in stores]).astype(ref.dtype)
+            store_row(ins, row_refs[name], name, (pl.ds(c * T, T), slice(None)),
+                      _gather_rows([r[name] for r in stores]), cfg)
         _store_bc_tile(dB_ref, c, T, dB_tile, cfg)
         _store_bc_tile(dC_ref, c, T, dC_tile, cfg)
         return g, dA, dD, dbias, nxt

@@ -35,8 +35,8 @@ from jax.experimental import pallas as pl
 
 from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigmoid, _split_refs,
                                                   _step_delta, backward_refs, gate_dy, gate_grads,
-                                                  input_names,
-                                                  step_input_grads, step_output, tile_row)
+                                                  input_names, step_input_grads, step_output,
+                                                  store_row, tile_row)
 
 
 class Lanes:
@@ -418,7 +418,7 @@ def bwd_kernel_lanes(*refs, cfg):
             g = [g[k] * a[i][k] for k in range(n)]
         for t, row, dB, dC in stores:
             for name, value in row.items():
-                row_refs[name][t, :] = value.astype(row_refs[name].dtype)
+                store_row(ins, row_refs[name], name, (t, slice(None)), value, cfg)
             for k in range(n):
                 dB_ref[t, k] = dB[k]
                 dC_ref[t, k] = dC[k]
