@@ -162,7 +162,8 @@ GROUP_STATES = 32
 # serial_groups=True: the groups one after another over the D channels (memory: one group's
 # kernel outputs instead of S copies of them), by default in groups of SERIAL_GROUP_STATES
 # (16: hybrid's one-warp backward, the state saved every 16 steps). Opt-in: at N 128 batch
-# 8 the training step 32.9 ms in 3.5 GB against 24.7 ms in 11.3 GB side by side (run 81).
+# 8 the training step 30.5 ms in 1.9 GB against 24.6 ms in 11.3 GB side by side (runs 83,
+# 87; at N 256 62.7 ms in 2.3 GB against 48.9 in 22.2).
 SERIAL_GROUP_STATES = 16
 # ... and, with the tiles backward, each group saves its state for the backward S x less
 # often than N_s states alone would (state_every S m): the S groups' saved states take what
@@ -1065,7 +1066,7 @@ def _forward_groups(lay, call_lay, length, opts, save_states, inputs):
     outs added into one float32 sum: at most one group's kernel outputs live at a time,
     where side by side holds S copies of u, delta, z and S partial outs. The same kernel
     work, but slower: one copy's programs are S x fewer (the GPU less full) and the float32
-    sums are read and written once a group (bf16 batch 8 L 4096 N 128, 4 groups of 32: the
+    out sum is read and written once a group (bf16 batch 8 L 4096 N 128, 4 groups of 32: the
     backward 29.4 ms against 19.9 side by side; benchmarks/NOTES.md v39). The saved
     states, (S, batch, L_pad / K, N_s, D_pad) serial, are what the backward of the same
     layout reads."""
@@ -1089,7 +1090,10 @@ def _forward_groups(lay, call_lay, length, opts, save_states, inputs):
 def _backward_groups(lay, length, opts, inputs, dout, states, dlast):
     """The backward over the S groups of states (see :func:`_forward_groups`): du, ddelta,
     dz summed over the groups in float32 and rounded once to their inputs' dtypes; dA, dB,
-    dC, dD, dbias for the S copies, as the side-by-side call returns them."""
+    dC, dD, dbias for the S copies, as the side-by-side call returns them. Serial: each
+    group's kernel adds its du, ddelta, dz into the float32 sums carried by the scan (the
+    ``sums`` of :func:`_backward_call`; N 128, 8 groups: 24.9 ms against 25.8 with XLA
+    adding the kernel's outputs, N 256 51.5 against 58.8, run 86, NOTES.md v40)."""
     u, delta, z = inputs[0], inputs[1], inputs[6]
     dout = dout.astype(u.dtype)
     if not lay.serial_groups:
@@ -1296,9 +1300,10 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         SERIAL_GROUP_STATES) (groups of 16).
       serial_groups: True: run the S groups one after another over the D channels (a
         ``lax.scan``) instead of side by side over S copies of them: less memory (no S
-        copies of u, delta, z and of their float32 partial sums), more time (bf16 batch 8
-        L 4096 N 128 on an H200: the training step 32.9 ms in 3.5 GB against 24.7 ms in
-        11.3 GB; benchmarks/NOTES.md v39). Default False.
+        copies of u, delta, z and of their float32 partial sums; with the tiles backward
+        each group saves its state S x less often, so the saved states do not grow with
+        N), more time (bf16 batch 8 L 4096 N 128 on an H200: the training step 30.5 ms in
+        1.9 GB against 24.6 ms in 11.3 GB; benchmarks/NOTES.md v40). Default False.
       variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
         "tiles", "lanes" or "hybrid" (see :class:`Layout`); the measured times of each are
         in BENCHMARKS.md and benchmarks/NOTES.md.
