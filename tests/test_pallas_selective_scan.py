@@ -972,7 +972,11 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     pytest.param(128, dict(state_every=4), id="N128-m4"),
     pytest.param(128, dict(state_groups=2, serial_groups=True), id="N128-groups2-serial"),
     pytest.param(128, dict(serial_groups=True), id="N128-groups8-serial"),
-    pytest.param(256, dict(serial_groups=True), id="N256-groups16-serial")])
+    pytest.param(256, dict(serial_groups=True), id="N256-groups16-serial"),
+    # the other backward kernels adding into the serial groups' sums (kernel.store_row)
+    pytest.param(64, dict(serial_groups=True, variant="lanes"), id="N64-serial-lanes"),
+    pytest.param(64, dict(serial_groups=True, variant="v2"), id="N64-serial-v2"),
+    pytest.param(64, dict(state_groups=2), id="N64-groups2")])
 def test_above_16_states_compiled_gpu(n, layout):
     """The default layout above N = 16 compiled (above N 64 as groups of 32 states side by
     side; of 16 or 64 one after another, serial_groups; in one group, state_groups=1, the
