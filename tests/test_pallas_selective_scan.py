@@ -643,6 +643,9 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
     # the default groups of 16: S = 3, each saving its state every 4 x T steps
     pytest.param(1, 64, 16, 40, None, jnp.float32, (True, True, True),
                  dict(serial_groups=True), id="serial-N40-default"),
+    # ... and the tiles backward in 2 time segments, each reading its part of the sums
+    pytest.param(1, 64, 16, 32, None, jnp.float32, (True, True, True),
+                 dict(serial_groups=True, bwd_segments=2), id="serial-N32-bwdseg2"),
 ])
 def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layout):
     """state_groups = S: the scan as S scans of ceil(N / S) states over the same channels
