@@ -166,10 +166,11 @@ GROUP_STATES = 32
 # 87; at N 256 62.7 ms in 2.3 GB against 48.9 in 22.2).
 SERIAL_GROUP_STATES = 16
 # ... and, with the tiles backward, each group saves its state for the backward S x less
-# often than N_s states alone would (state_every S m): the S groups' saved states take what
-# one group's alone take, 4 / m floats a (t, d) for groups of 16 (T 4) whatever N, so the
-# memory of forward + backward is O(batch L D) at every N (see benchmarks/NOTES.md v40),
-# with less where that would pad L by more than 1 / SERIAL_PAD (:func:`_serial_layout`).
+# often than N_s states alone would (state_every pow2(S) m0, m0 one group's alone: 4 at
+# batch 8, 1 at batch 1): the S groups' saved states take what one group's alone take,
+# 4 / m0 floats a (t, d) for groups of 16 (T 4) whatever N, so the memory of forward +
+# backward is O(batch L D) at every N (see benchmarks/NOTES.md v40), with less where that
+# would pad L by more than 1 / SERIAL_PAD (:func:`_serial_layout`).
 SERIAL_PAD = 16
 
 
@@ -1208,7 +1209,8 @@ def _serial_layout(layout, base, S):
     that the S groups' saved states take what one group's alone take, O(batch L D) memory
     whatever N (see SERIAL_GROUP_STATES); halved while that pads L by more than
     1 / SERIAL_PAD of base's padded length (L_pad is a multiple of K = m T x the time
-    segments: 4096 at batch 8 N 256, L_pad 8192 for L 5000)."""
+    segments: at batch 8 N 256, m 64, of 4096, so L 5000 would run as 8192 steps; it runs
+    as 5120 at m 16)."""
     m = base.state_every * _next_pow2(S)
     while m > base.state_every:
         lay = layout(m)
