@@ -122,9 +122,38 @@ def test_mamba_config_hands_pallas_options_to_its_layers():
         return model, [m for _, m in nnx.iter_graph(model) if isinstance(m, SelectiveLayer)]
 
     model, found = layers(2)
-    assert len(found) == 2 and all(dict(m.pallas_options) == {"state_every": 2} for m in found)
+    assert len(found) == 2 and all(dict(m.pallas_options) == {
+        "state_every": 2, "state_groups": None, "serial_groups": None} for m in found)
     assert all(m.backend == "pallas" for m in found)
     assert logits_shape(model, tiny_input(info)) == (2, 10)
     model, _ = layers(0)
     with pytest.raises(ValueError, match="state_every"):
         logits_shape(model, tiny_input(info))
+
+
+@pytest.mark.parametrize("name,flags,path,value", [
+    ("listops_mamba", ["model.layer_kwargs.pallas_options.state_every=1"],
+     "model.layer_kwargs.pallas_options.state_every", 1),
+    ("text_mamba", ["model.layer_kwargs.pallas_options.serial_groups=True",
+                    "model.layer_kwargs.pallas_options.state_groups=4"],
+     "model.layer_kwargs.pallas_options.serial_groups", True),
+    ("listops_s4", ["model.layer_kwargs.n_ssm=2"], "model.layer_kwargs.n_ssm", 2),
+    ("image_s4d", ["model.layer_kwargs.n_ssm=4"], "model.layer_kwargs.n_ssm", 4),
+    ("text_s4", ["data.data_dir=/tmp/lra"], "data.data_dir", "/tmp/lra"),
+])
+def test_optional_fields_override_from_the_command_line(name, flags, path, value):
+    """Fields that default to None (the kernel's choice, one SSM copy a channel, no data
+    folder) take a value from --config.<path>=... as the experiments' flags parse it (a plain
+    None field is refused by ml_collections: "NoneType ... not supported for overriding")."""
+    from absl import flags as absl_flags
+    from ml_collections import config_flags
+    argv = ["prog", f"--config={os.path.join(ROOT, 'configs', 'lra', name + '.py')}",
+            *(f"--config.{f}" for f in flags)]
+    fv = absl_flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config", flag_values=fv, lock_config=True,
+                                    sys_argv=argv)          # where it reads the overrides
+    fv(argv)
+    got = fv.config
+    for key in path.split("."):
+        got = got[key]
+    assert got == value

@@ -25,6 +25,8 @@ step (the yaml's ``num_training_steps`` is a little past the last epoch); S4's
 ``tie_dropout`` (sCIFAR) is not modelled. ``n_ssm`` follows the yaml files: one (A, B)
 copy per channel (``n_ssm: ${..d_model}``, ``256`` or ``null``), except 2 for sCIFAR.
 """
+import ml_collections
+
 from ssm_jax.training import default_config
 
 SOURCE = "state-spaces/s4 configs/experiment/lra/{}"
@@ -96,14 +98,18 @@ def lra_config(task: str, model: str):
                  bidirectional=False)
         # backend "auto": the fused Pallas kernel on a GPU, associative_scan elsewhere;
         # pallas_options reach the fused kernel's layout from the command line, e.g.
-        # --config.model.layer_kwargs.pallas_options.state_every=1 (None: the kernel's choice)
+        # --config.model.layer_kwargs.pallas_options.state_every=1 or .serial_groups=True
+        # (None: the kernel's choice; typed, so that the flags can override them)
         m.layer_kwargs = {"d_conv": 4, "expand": 2, "dt_min": t["dt_min"], "dt_max": t["dt_max"],
-                          "backend": "auto", "pallas_options": {"state_every": None}}
+                          "backend": "auto", "pallas_options": {
+                              "state_every": _optional(int), "state_groups": _optional(int),
+                              "serial_groups": _optional(bool)}}
     else:
         m.update(layer=model, d_state=64, norm=t["norm"], prenorm=t["prenorm"], activation="glu",
                  bidirectional=True)
         init = "legs" if model == "s4" else "inv"
-        m.layer_kwargs = {"init": init, "dt_min": t["dt_min"], "dt_max": t["dt_max"], "n_ssm": t["n_ssm"]}
+        m.layer_kwargs = {"init": init, "dt_min": t["dt_min"], "dt_max": t["dt_max"],
+                          "n_ssm": _optional(int, t["n_ssm"])}
 
     o = c.optim
     o.update(lr=t["lr"], weight_decay=t["weight_decay"], ssm_weight_decay=0.0, warmup_steps=t["warmup_steps"],
@@ -115,3 +121,9 @@ def lra_config(task: str, model: str):
              num_steps=-1, eval_every=epoch, checkpoint_every=min(epoch, 2000), log_every=100)
     c.source = SOURCE.format(t["yaml"]) + ("" if model != "mamba" else " (S4D settings; Mamba: untuned)")
     return c
+
+
+def _optional(field_type, value=None):
+    """A config field that may be None and is still overridable from the command line
+    (ml_collections' flags refuse a plain None field: its type is unknown)."""
+    return ml_collections.FieldReference(value, field_type=field_type)
