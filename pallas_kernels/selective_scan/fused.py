@@ -155,8 +155,8 @@ SEGMENTED_BWD_STATES = 64
 # at N 128 as 2 / 4 / 8 groups (of 64 / 32 / 16): 27.8 / 24.6 / 28.2 ms, at N 256 as 4 / 8
 # / 16: 55.1 / 48.9 / 52.6, batch 1 N 128 4.75 / 4.17 / 3.95; the official kernel 32.4,
 # 67.1, 4.56 (runs 79-80; benchmarks/NOTES.md v38-v39). N 64 itself is not grouped: as 2
-# groups of 32 at batch 8 its step ran 12.7 against 13.7 ms but its forward 2.50 against
-# 2.29 (run 82); batch 1 not timed.
+# groups of 32 its step ran 5% / 9% / 7% faster at batch 1 / 4 / 8 but its forward 7% / 2%
+# / 9% slower (runs 82, 85, 86; NOTES.md v40), and its memory is not measured.
 GROUPS_ABOVE = 64
 GROUP_STATES = 32
 # serial_groups=True: the groups one after another over the D channels (memory: one group's
