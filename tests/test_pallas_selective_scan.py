@@ -722,7 +722,7 @@ def _group_scans(jaxpr, S):
 @pytest.mark.parametrize("batch,m0", [(1, 1), (8, 4)])
 def test_serial_state_groups_memory_does_not_grow_with_n(batch, m0):
     """serial_groups with the tiles backward: each group saves its state S x less often
-    than one group alone (state_every S m0), so the saved states of all groups together are
+    than one group alone (state_every pow2(S) m0), so the saved states of all groups together are
     4 / m0 floats a (t, d) at N 64 and at N 256 (batch 8 x D 1536: one-warp backward
     programs, m0 = 4; batch 1: m0 = 1); at L 5000 the padded length stays that of one
     group's layout (5120), with fewer steps between saved states. Traced, not run."""
