@@ -643,9 +643,10 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
     # the default groups of 16: S = 3, each saving its state every 4 x T steps
     pytest.param(1, 64, 16, 40, None, jnp.float32, (True, True, True),
                  dict(serial_groups=True), id="serial-N40-default"),
-    # ... and the tiles backward in 2 time segments, each reading its part of the sums
+    # ... and the forward and the tiles backward in 2 time segments, each program adding
+    # into its part of the sums
     pytest.param(1, 64, 16, 32, None, jnp.float32, (True, True, True),
-                 dict(serial_groups=True, bwd_segments=2), id="serial-N32-bwdseg2"),
+                 dict(serial_groups=True, segments=2, bwd_segments=2), id="serial-N32-seg2"),
 ])
 def test_state_groups_interpret(batch, length, dim, n, groups, dtype, opts, layout):
     """state_groups = S: the scan as S scans of ceil(N / S) states over the same channels
@@ -699,6 +700,14 @@ def test_serial_state_groups_keep_one_copy():
     assert [dtype for side, dtype in rows if side == "out"].count(jnp.float32) >= 4, rows
     group_scans = _group_scans(jaxpr, S)
     assert len(group_scans) == 2
+    # the forward adds its out into the running sum in the kernel (an input aliased to its
+    # output 0: the last pass's call where the forward is segmented), not in an add a group
+    fwd = group_scans[0].params["jaxpr"].jaxpr
+    aliased = [e.params["input_output_aliases"] for e in _equations(fwd)
+               if e.primitive.name == "pallas_call" and e.params["input_output_aliases"]]
+    assert len(aliased) == 1 and [o for _, o in aliased[0]] == [0], aliased
+    assert not [e for e in _equations(fwd) if e.primitive.name == "add"
+                and e.outvars[0].aval.ndim == 3 and e.outvars[0].aval.shape[2] == dim]
     # the backward adds du, ddelta, dz into the running sums in the kernel (inputs aliased
     # to its first 3 outputs), not in a float32 add of its outputs a group
     bwd = group_scans[1].params["jaxpr"].jaxpr

@@ -731,7 +731,7 @@ def _link_call(lay, A_T, parts, sums, first=None):
             A_T.astype(jnp.float32), *([first] * reverse), parts, sums)
 
 
-def _forward_segmented(lay, length, opts, save_states, args):
+def _forward_segmented(lay, length, opts, save_states, args, total=None):
     """The lanes forward with time cut into P = lay.segments segments run in parallel.
 
     P x the programs (the lanes forward alone has batch x D / bd single-warp programs),
@@ -744,7 +744,8 @@ def _forward_segmented(lay, length, opts, save_states, args):
       pass 2   the forward of each segment p from h_p, grid (batch, D / bd, P)
                -> out, the saved states, last state
 
-    Returns what :func:`_forward_call` returns (the backward is unchanged).
+    Returns what :func:`_forward_call` returns (the backward is unchanged); pass 2 adds its
+    out to ``total`` as :func:`_forward_call` does.
     """
     u = args[0]
     batch, length_pad, dim_pad = u.shape
@@ -770,12 +771,27 @@ def _forward_segmented(lay, length, opts, save_states, args):
     # the last state is the last segment's end: each program writes its own (batch, P, N, D)
     out_shape.append(jax.ShapeDtypeStruct((batch, P, *sd, dim_pad), jnp.float32))
     out_specs.append(spec("partial_state"))
-    res = call(functools.partial(fwd_kernel_lanes, cfg=cfg, save_states=save_states),
-               grid=(batch, dim_pad // bd, P), in_specs=in_specs + [spec("partial_state")],
+    sums = _sum_args(total)          # the kernel's names: the inputs, [out_sum], start
+    res = call(functools.partial(fwd_kernel_lanes, save_states=save_states,
+                                 cfg=dataclasses.replace(cfg, accumulate=bool(sums))),
+               grid=(batch, dim_pad // bd, P),
+               in_specs=in_specs + [spec("seq")] * len(sums) + [spec("partial_state")],
                out_specs=out_specs, out_shape=out_shape,
-               name="selective_scan_fwd")(*args, starts)
+               input_output_aliases=_sum_alias(len(in_specs), total),
+               name="selective_scan_fwd")(*args, *sums, starts)
     last = _merge_n(res[-1][:, P - 1], lay, 1)
     return res[0], (_merge_n(res[1], lay, 2) if save_states else None), last
+
+
+def _sum_args(total):
+    """The forward's running sum of out as a trailing kernel input ([] without one)."""
+    return [] if total is None else [total]
+
+
+def _sum_alias(index, total):
+    """input_output_aliases of a forward call whose input ``index`` is ``total``: out
+    (output 0) written over it ({} without one)."""
+    return {} if total is None else {index: 0}
 
 
 def _forward_args(args, lay):
@@ -816,28 +832,33 @@ def _forward_outputs(u, lay, spec, save_states):
     return out_shape, out_specs
 
 
-def _forward_call(lay, length, opts, save_states, args):
-    """Run the forward kernel on padded args; returns (out, states or None, last)."""
+def _forward_call(lay, length, opts, save_states, args, total=None):
+    """Run the forward kernel on padded args; returns (out, states or None, last).
+
+    ``total``: None, or a float32 running sum of out (u's padded shape) that the kernel adds
+    its out to (the output aliased to it: the serial groups' out without a float32 round
+    trip a group, see :func:`_forward_groups`)."""
     if lay.segments > 1:
-        return _forward_segmented(lay, length, opts, save_states, args)
+        return _forward_segmented(lay, length, opts, save_states, args, total)
     u = args[0]
     batch, length_pad, dim_pad = u.shape
-    cfg = _config(lay, length, opts)
-    args = _forward_args(args, lay)
+    cfg = dataclasses.replace(_config(lay, length, opts), accumulate=total is not None)
+    args = _forward_args(args, lay) + _sum_args(total)
     spec = _specs(lay, length_pad)
     n, sd = lay.n_state, _state_dims(lay)
     out_shape, out_specs = _forward_outputs(u, lay, spec, save_states)
     out_shape.append(jax.ShapeDtypeStruct((batch, *sd, dim_pad), jnp.float32))
     out_specs.append(spec("state"))
     kernel = KERNELS[lay.variant][0]
+    in_specs = _input_specs(spec, opts) + [spec("seq")] * (total is not None)
     res = pl.pallas_call(
         functools.partial(kernel, cfg=cfg, save_states=save_states),
         grid=_grid(lay, batch, dim_pad, length_pad),
-        in_specs=_input_specs(spec, opts),
+        in_specs=in_specs,
         out_specs=out_specs, out_shape=out_shape,
         scratch_shapes=_scratch(lay, [(n, lay.block_d)]),
         compiler_params=_compiler_params(lay), interpret=lay.interpret,
-        name="selective_scan_fwd",
+        input_output_aliases=_sum_alias(len(in_specs) - 1, total), name="selective_scan_fwd",
     )(*args)
     if save_states:
         return res[0], _merge_n(res[1], lay, 2), _merge_n(res[2], lay, 1)
@@ -1063,12 +1084,13 @@ def _forward_groups(lay, call_lay, length, opts, save_states, inputs):
 
     Side by side (default): one call over S copies of the channels, its S float32 partial
     outs summed. Serial (lay.serial_groups): a ``lax.scan`` over the groups, each call over
-    the D channels with its group's A, B, C (D skip and delta_bias as copies), the partial
-    outs added into one float32 sum: at most one group's kernel outputs live at a time,
-    where side by side holds S copies of u, delta, z and S partial outs. The same kernel
-    work, but slower: one copy's programs are S x fewer (the GPU less full) and the float32
-    out sum is read and written once a group (bf16 batch 8 L 4096 N 128, 4 groups of 32: the
-    backward 29.4 ms against 19.9 side by side; benchmarks/NOTES.md v39). The saved
+    the D channels with its group's A, B, C (D skip and delta_bias as copies), each kernel
+    adding its out into one float32 running sum carried by the scan (the ``total`` of
+    :func:`_forward_call`): at most one group's kernel outputs live at a time, where side
+    by side holds S copies of u, delta, z and S partial outs. The same kernel work, but
+    slower: one copy's programs are S x fewer (the GPU less full) and the float32 out sum is
+    read and written once a group (bf16 batch 8 L 4096 N 128, 4 groups of 32: the backward
+    29.4 ms against 19.9 side by side; benchmarks/NOTES.md v39). The saved
     states, (S, batch, L_pad / K, N_s, D_pad) serial, are what the backward of the same
     layout reads."""
     u = inputs[0]
@@ -1080,9 +1102,10 @@ def _forward_groups(lay, call_lay, length, opts, save_states, inputs):
 
     def group(total, per_group):
         A_s, B_s, C_s, D_s, bias_s = per_group
-        out, states, last = _forward_call(call_lay, length, opts, save_states,
-                                          _pack(u, delta, A_s, B_s, C_s, D_s, z, bias_s))
-        return total + out, (states, last)
+        total, states, last = _forward_call(call_lay, length, opts, save_states,
+                                            _pack(u, delta, A_s, B_s, C_s, D_s, z, bias_s),
+                                            total=total)
+        return total, (states, last)
     total, (states, last) = jax.lax.scan(group, jnp.zeros(u.shape, jnp.float32),
                                          _group_inputs(lay, A_T, B, C, Dskip, bias))
     return total.astype(u.dtype), states, _merge_groups(last, 2)

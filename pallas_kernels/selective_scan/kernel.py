@@ -67,9 +67,10 @@ class ScanConfig:
     starts before walking it (see :func:`bwd_kernel_tiles`; 1: every chunk); bc_atomic:
     the tiles backward adds its dB, dC tiles into one (N, L) sum a group by atomic adds
     (outputs aliased to zeroed inputs ``dB_init``, ``dC_init``), not into partials a block;
-    accumulate: a backward kernel adds its du, ddelta [dz] to the running sums it reads from
-    the inputs ``du_sum``, ``ddelta_sum`` [``dz_sum``], its outputs aliased to them (the
-    state groups run one after another, see :func:`store_row`).
+    accumulate: a kernel adds its (L, bd) outputs (:func:`row_names`: the forward's out, the
+    backward's du, ddelta [dz]) to the running sums it reads from the inputs ``out_sum``,
+    ``du_sum``, ``ddelta_sum`` [``dz_sum``], its outputs aliased to them (the state groups
+    run one after another, see :func:`store_row`).
     """
     length: int
     chunk: int
@@ -261,24 +262,38 @@ def input_names(cfg, backward=False):
     if backward:
         names += ["dout", "states", "dlast"]
         names += ["dB_init", "dC_init"] * cfg.bc_atomic      # aliased to dB, dC (tiles)
-        names += [f"{name}_sum" for name in row_names(cfg)] * cfg.accumulate
+    names += sum_names(cfg, backward)
     return names
 
 
-def row_names(cfg):
-    """The backward's (L, bd) outputs, in order: du, ddelta [, dz]."""
-    return ("du", "ddelta") + ("dz",) * cfg.has_z
+def row_names(cfg, backward=True):
+    """A kernel's (L, bd) outputs, in order: the backward's du, ddelta [, dz]; the
+    forward's out."""
+    return ("du", "ddelta") + ("dz",) * cfg.has_z if backward else ("out",)
+
+
+def sum_names(cfg, backward=True):
+    """The inputs of the running sums that ``cfg.accumulate`` adds :func:`row_names` to
+    (none without it)."""
+    return tuple(f"{name}_sum" for name in row_names(cfg, backward)) * cfg.accumulate
 
 
 def store_row(ins, ref, name, index, value, cfg, loaded=None):
     """ref[index] = value in ref's dtype; with cfg.accumulate and ``name`` one of
-    :func:`row_names`, plus the running sum ``ins[name + "_sum"][index]`` (the output is
-    aliased to that input, so the program reads its own block before it overwrites it), or
-    ``loaded``, that sum loaded earlier (the tiles backward loads it a chunk ahead: loaded
-    at the store, its latency cost the serial groups' backward 4-8%, run 85)."""
-    if cfg.accumulate and name in row_names(cfg):
+    :func:`row_names` (either direction), plus the running sum ``ins[name + "_sum"][index]``
+    (the output is aliased to that input, so the program reads its own block before it
+    overwrites it), or ``loaded``, that sum loaded earlier (the kernels load it a chunk
+    ahead: loaded at the store, its latency cost the serial groups' backward 4-8%, run
+    85)."""
+    if cfg.accumulate and f"{name}_sum" in ins:
         value = value + (ins[f"{name}_sum"][index] if loaded is None else loaded)
     ref[index] = value.astype(ref.dtype)
+
+
+def _ahead(rows, name, i, cfg):
+    """Step i's row of ``name``'s running sum from a chunk's rows loaded ahead (None
+    without cfg.accumulate: :func:`store_row` then stores the value alone)."""
+    return rows[f"{name}_sum"][i] if cfg.accumulate else None
 
 
 def backward_refs(refs, cfg):
@@ -374,7 +389,7 @@ def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
     bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
 
     T, n_chunks = cfg.chunk, cfg.chunks_per_block
-    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z
+    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z + sum_names(cfg, False)
 
     def chunk_body(c, carry):
         h, rows = carry
@@ -393,7 +408,8 @@ def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
             y = jnp.sum(h * _column(C_t), axis=0)
             ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
         for i, y in enumerate(ys):
-            out_ref[c * T + i, :] = y.astype(out_ref.dtype)
+            store_row(ins, out_ref, "out", (c * T + i, slice(None)), y, cfg,
+                      loaded=_ahead(rows, "out", i, cfg))
         return h, nxt
 
     h0 = _initial_state(scratch, A2.shape, cfg)  # top level: reads program_id
@@ -595,7 +611,7 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
     Dskip = ins["D"][...].astype(jnp.float32) if cfg.has_D else None      # (1, bd)
     bias = ins["bias"][...].astype(jnp.float32) if cfg.has_bias else None
     T, n_chunks = cfg.chunk, cfg.chunks_per_block
-    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z
+    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z + sum_names(cfg, False)
     fast = cfg.fast_math
 
     def chunk_body(c, carry):
@@ -613,6 +629,8 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
             h = step_state(h, d, u, B_t, A2, fast)
             y = jnp.sum(h * C_t, axis=0, keepdims=True)                       # (1, bd)
             ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
+        if cfg.accumulate:                   # the running sum's rows, loaded a chunk ahead
+            ys = [y + rows["out_sum"][i] for i, y in enumerate(ys)]
         out_ref[pl.ds(c * T, T), :] = _gather_rows(ys).astype(out_ref.dtype)
         return h, nxt
 

@@ -36,7 +36,7 @@ from jax.experimental import pallas as pl
 from pallas_kernels.selective_scan.kernel import (LN2, LOG2E, _exp2, _fma, _sigmoid, _split_refs,
                                                   _step_delta, backward_refs, gate_dy, gate_grads,
                                                   input_names, step_input_grads, step_output,
-                                                  store_row, tile_row)
+                                                  store_row, sum_names, tile_row)
 
 
 class Lanes:
@@ -169,6 +169,8 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     Inputs (kernel view): u, delta, z (Lp, bd); A (N, bd) float32; B, C (Lp, N) float32; D,
     bias (1, bd); with ``cfg.segments`` = P > 1 also the state entering the program's
     segment, start (N, bd) (linked from pass 1's end states by :func:`.kernel.link_kernel`).
+    With ``cfg.accumulate`` also out_sum (Lp, bd) float32, the running sum that out is added
+    to (aliased to out; loaded with u, delta, ``cfg.row_ahead`` iterations ahead).
     Outputs: out (Lp, bd); states (Lp/T, N, bd) if ``save_states`` (the state before every
     K-th step, K = cfg.state_stride: T = cfg.chunk times cfg.state_every); last (N, bd).
     Every N axis is (S, J) for S > 1 (:class:`Lanes`).
@@ -221,6 +223,10 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     fields = ("u",) + ("delta",) * (not delta_tile)
     fields += ("z",) * (cfg.has_z and with_y and not tile_gate)
     tiles = ("z_tile",) * tile_gate + ("delta_tile",) * delta_tile
+    # the running sum of out (accumulate) in the shape of out's stores: tiles or rows
+    total = sum_names(cfg, backward=False) if with_y else ()
+    fields += total * (not tile_gate)
+    tiles += tuple(f"{name}_tile" for name in total) * tile_gate
 
     out_cfg = dataclasses.replace(cfg, has_z=cfg.has_z and not tile_gate)   # step_output's gate
 
@@ -275,9 +281,13 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         if tile_gate:
             for i in range(0, U, lanes.S):
                 out = _gate_tile(ys[i:i + lanes.S], rows_now[i]["z_tile"], lanes.S)
+                if total:
+                    out = out + rows_now[i]["out_sum_tile"]
                 out_ref[pl.ds(c * U + i, lanes.S), :] = out.astype(out_ref.dtype)
         else:
             for i, y in enumerate(ys):
+                if total:
+                    y = y + rows_now[i]["out_sum"]
                 lanes.put_row(out_ref, c * U + i, y.astype(out_ref.dtype))
         if save_states and U >= K:
             for j, hs in enumerate(saved):
