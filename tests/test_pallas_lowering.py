@@ -92,8 +92,9 @@ def test_exports_hybrid_above_16_states(batch, n):
     """The default layout (hybrid) above N = 16 at the protocol's shape (specs only, nothing
     allocated): the lanes forward with J <= 16 states a lane on N / J lanes (segmented at
     batch 1 where its programs are few), the tiles backward in its own block and chunk
-    (segmented at batch 1 up to N 64); N 128 and 256 as 4 / 8 groups of 32 states
-    (`state_groups`): the N 32 layouts over 4 / 8 copies of the channels."""
+    (segmented at batch 1 up to N 64); batch 1 N 128 as 4 groups of 32 states
+    (`state_groups`): the N 32 layouts over 4 copies of the channels; batch 8 from N 64
+    as serial groups of 16 (`serial_groups`, chosen where memory would be large)."""
     specs = _specs(batch, 4096, 1536, n, None, jnp.bfloat16, True)
     _check_exports("cuda", specs, dict(delta_softplus=True, platform="gpu"))
 

@@ -758,8 +758,8 @@ def test_serial_state_groups_memory_does_not_grow_with_n(batch, m0):
 def test_state_groups_default_and_checks():
     """S = ceil(N / GROUP_STATES) above GROUPS_ABOVE on the GPU layout for the
     tiles-backward variants, 1 on TPU and for v2 / lanes; serial_groups=True: ceil(N /
-    SERIAL_GROUP_STATES) on every layout; a bad state_groups or serial_groups is refused
-    naming the argument."""
+    SERIAL_GROUP_STATES) on every layout, and by default where the faster layouts' memory
+    would be large; a bad state_groups or serial_groups is refused naming the argument."""
     from pallas_kernels.selective_scan.fused import (GROUP_STATES, GROUPS_ABOVE,
                                                      SERIAL_GROUP_STATES, _state_groups)
     above = GROUPS_ABOVE + 1
@@ -771,6 +771,21 @@ def test_state_groups_default_and_checks():
     assert _state_groups(128, "tpu", None, None, True) == (128 // SERIAL_GROUP_STATES, True)
     assert _state_groups(128, "gpu", None, 2, True) == (2, True)
     assert _state_groups(128, "gpu", None, 1, True) == (1, False)
+    # serial_groups None: serial groups of 16 where the faster layouts would hold more than
+    # 2 GiB beyond them, 1.6 (N - 16) bytes a (b, t, d): bf16 batch 8 L 4096 D 1536 from
+    # N 64 on (N 32 keeps one group), batch 1 at N 256 but not 128; never an explicit
+    # state_groups, serial_groups=False, TPU or the v2 / lanes backward
+    protocol, batch1 = 8 * 4096 * 1536, 4096 * 1536
+    assert _state_groups(32, "gpu", None, None, None, protocol) == (1, False)
+    assert _state_groups(64, "gpu", None, None, None, protocol) == (4, True)
+    assert _state_groups(128, "gpu", "hybrid", None, None, protocol) == (8, True)
+    assert _state_groups(128, "gpu", None, None, None, batch1) == (4, False)
+    assert _state_groups(256, "gpu", None, None, None, batch1) == (16, True)
+    assert _state_groups(128, "gpu", None, None, False, protocol) == (4, False)
+    assert _state_groups(128, "gpu", None, 2, None, protocol) == (2, False)
+    assert _state_groups(128, "tpu", None, None, None, protocol) == (1, False)
+    assert _state_groups(128, "gpu", "lanes", None, None, protocol) == (1, False)
+    assert _state_groups(16, "gpu", None, None, None, 1 << 40) == (1, False)
     with pytest.raises(ValueError, match="serial_groups"):
         _state_groups(128, "gpu", None, None, "yes")
     args = random_inputs(jax.random.PRNGKey(0), 1, 8, 4, 4, None, jnp.float32)

@@ -159,11 +159,12 @@ SEGMENTED_BWD_STATES = 64
 # / 9% slower (runs 82, 85, 86; NOTES.md v40), and its memory is not measured.
 GROUPS_ABOVE = 64
 GROUP_STATES = 32
-# serial_groups=True: the groups one after another over the D channels (memory: one group's
+# serial_groups: the groups one after another over the D channels (memory: one group's
 # kernel outputs instead of S copies of them), by default in groups of SERIAL_GROUP_STATES
-# (16: hybrid's one-warp backward, the state saved every 16 steps). Opt-in: at N 128 batch
-# 8 the training step 30.5 ms in 1.9 GB against 24.6 ms in 11.3 GB side by side (runs 83,
-# 87; at N 256 62.7 ms in 2.3 GB against 48.9 in 22.2).
+# (16: hybrid's one-warp backward, the state saved every 16 steps). At N 128 batch 8 the
+# training step 30.4 ms in 1.9 GB against 24.7 ms in 11.3 GB side by side (run 89; at N
+# 256 62.5 ms in 2.3 GB against 49.0 in 22.2); the default where memory would be large
+# (SERIAL_ABOVE_BYTES below).
 SERIAL_GROUP_STATES = 16
 # ... and, with the tiles backward, each group saves its state for the backward S x less
 # often than N_s states alone would (state_every pow2(S) m0, m0 one group's alone: 4 at
@@ -172,6 +173,20 @@ SERIAL_GROUP_STATES = 16
 # backward is O(batch L D) at every N (see benchmarks/NOTES.md v40), with less where that
 # would pad L by more than 1 / SERIAL_PAD (:func:`_serial_layout`).
 SERIAL_PAD = 16
+# By default (serial_groups None, the GPU layout with the tiles backward) the groups run one
+# after another where the faster layouts would hold more than SERIAL_ABOVE_BYTES beyond
+# them. Those hold SIDE_BYTES_PER_STATE (N - 16) bytes a (b, t, d) more (their saved
+# states, N / T floats a (t, d) in one group, and side by side the copies and partial
+# sums): measured 1.22 / 1.54 / 1.68 / 1.66 at N 32 / 64 / 128 / 256 (bf16 batch 8 L 4096
+# D 1536, forward + backward: 2.53 / 5.36 / 11.32 / 22.23 GB against 1.55 / 1.67 / 1.90 /
+# 2.35 serial; batch 1 N 64 / 128 1.44 / 1.70; runs 89-90, benchmarks/NOTES.md v41). So
+# memory grows as O(batch L D) whatever N, at most SERIAL_ABOVE_BYTES above serial; the
+# price is speed where serial is chosen: batch 8 L 4096 training step N 64 15.9 ms
+# against 13.7 (the official kernel 16.3), N 128 30.4 against 24.7 (32.4), N 256 62.5
+# against 49.0 (67.3). At batch 1 L 4096 (faster layouts kept) serial would run 0.75-0.81x
+# the official kernel's step.
+SIDE_BYTES_PER_STATE = 1.6
+SERIAL_ABOVE_BYTES = 2 << 30
 
 
 def _tile_warps(n_pad, block_d):
@@ -1207,14 +1222,20 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
     return batch, length, dim, n, groups[0]
 
 
-def _state_groups(n, platform, variant, state_groups, serial_groups):
+def _state_groups(n, platform, variant, state_groups, serial_groups, elements=0):
     """(S, serial): the groups of states the scan is split into and whether they run one
-    after another (see GROUP_STATES, SERIAL_GROUP_STATES)."""
+    after another (see GROUP_STATES, SERIAL_GROUP_STATES). ``elements``: batch x L x D of
+    the call; with serial_groups and state_groups None, serial where the faster layouts
+    would hold more than SERIAL_ABOVE_BYTES beyond it (:func:`_faster_extra_bytes`)."""
     if serial_groups not in (None, True, False, 0, 1):
         raise ValueError(f"serial_groups must be a bool, got {serial_groups!r}")
-    serial = bool(serial_groups)
+    tiles_backward = variant is None or variant in TILES_BACKWARD
+    if serial_groups is None:
+        serial = (state_groups is None and platform == "gpu" and tiles_backward
+                  and _faster_extra_bytes(n, elements) > SERIAL_ABOVE_BYTES)
+    else:
+        serial = bool(serial_groups)
     if state_groups is None:
-        tiles_backward = variant is None or variant in TILES_BACKWARD
         if serial:
             state_groups = -(-n // SERIAL_GROUP_STATES)
         elif platform == "gpu" and tiles_backward and n > GROUPS_ABOVE:
@@ -1224,6 +1245,13 @@ def _state_groups(n, platform, variant, state_groups, serial_groups):
     if not isinstance(state_groups, int) or not 1 <= state_groups <= n:
         raise ValueError(f"state_groups must be an int from 1 to N={n}, got {state_groups!r}")
     return state_groups, serial and state_groups > 1
+
+
+def _faster_extra_bytes(n, elements):
+    """The bytes the faster layouts above N = 16 (one group to N 64, groups of 32 side by
+    side above) hold in forward + backward beyond the serial groups of 16, for ``elements``
+    = batch x L x D: SIDE_BYTES_PER_STATE (N - 16) a (b, t, d), 0 up to N 16."""
+    return SIDE_BYTES_PER_STATE * max(0, n - LANE_STATES) * elements
 
 
 def _serial_layout(layout, base, S):
@@ -1321,14 +1349,19 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       state_groups: S, run the scan as S scans of ceil(N / S) states each over the same
         channels, their outputs and gradients summed (:func:`_regroup_states`); default
         above N = GROUPS_ABOVE (64) ceil(N / GROUP_STATES) (groups of 32) on the GPU layout
-        for the variants with the tiles backward, else 1; with serial_groups ceil(N /
+        for the variants with the tiles backward, else 1; with serial groups ceil(N /
         SERIAL_GROUP_STATES) (groups of 16).
       serial_groups: True: run the S groups one after another over the D channels (a
         ``lax.scan``) instead of side by side over S copies of them: less memory (no S
         copies of u, delta, z and of their float32 partial sums; with the tiles backward
         each group saves its state S x less often, so the saved states do not grow with
-        N), more time (bf16 batch 8 L 4096 N 128 on an H200: the training step 30.5 ms in
-        1.9 GB against 24.6 ms in 11.3 GB; benchmarks/NOTES.md v40). Default False.
+        N), more time (bf16 batch 8 L 4096 N 128 on an H200: the training step 30.4 ms in
+        1.9 GB against 24.7 ms in 11.3 GB; benchmarks/NOTES.md v41). False: the faster
+        layouts (one group up to N 64, groups of 32 side by side above). None (default):
+        with state_groups None, on the GPU layout with the tiles backward, serial where the
+        faster layouts would hold more than SERIAL_ABOVE_BYTES (2 GiB) beyond it (above N
+        16 at batch x L x D >= 2^31 / (1.6 (N - 16)): e.g. from N 64 at batch 8, L 4096,
+        D 1536), else False: forward + backward memory O(batch L D) whatever N.
       variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
         "tiles", "lanes" or "hybrid" (see :class:`Layout`); the measured times of each are
         in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -1341,7 +1374,8 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
-    S, serial = _state_groups(n, platform, variant, state_groups, serial_groups)
+    S, serial = _state_groups(n, platform, variant, state_groups, serial_groups,
+                              batch * length * dim)
     A, B, C, D, delta_bias = _regroup_states(S, A, B, C, D, delta_bias)
     n_s = A.shape[1]
     copies = 1 if serial else S          # copies of the channels one kernel call walks
