@@ -10,24 +10,25 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_check_time_and_sweep_sections_write_rows(tmp_path):
+def _run_script(tmp_path, *args):
+    """Run benchmarks/selective_scan.py on the CPU; its rows by section, and its stdout."""
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
-           "--sections", "check,time,sweep,dispatch,tokens", "--no-anchor", "--impls", "ours,xla",
-           "--token-min-log", "4", "--token-max-log", "6", "--token-modes", "fwd",
-           "--token-reps", "1",
-           "--batch", "1", "--dim", "32", "--lengths", "16", "--sweep-length", "16",
-           "--sweep", "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1,"
-           "default:state_every=1",
-           "--sweep-z", "--dtypes", "f32", "--reps", "1", "--inner", "1",
-           "--modes", "fwd,fwd+z,bwd,step",
-           "--out", str(tmp_path)]
+           "--no-anchor", "--batch", "1", "--dim", "32", "--dtypes", "f32", "--reps", "1",
+           "--inner", "1", *args, "--out", str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
     by_section = {}
-    for r in rows:
+    for line in open(tmp_path / "results.jsonl"):
+        r = json.loads(line)
         by_section.setdefault(r["section"], []).append(r)
+    return by_section, res.stdout
+
+
+def test_check_time_and_dispatch_sections_write_rows(tmp_path):
+    by_section, stdout = _run_script(
+        tmp_path, "--sections", "check,time,dispatch", "--impls", "ours,xla", "--lengths",
+        "16", "--modes", "fwd,fwd+z,bwd,step")
     header = by_section["header"][0]
     assert header["variants"] == ["default"]
     sys.path.insert(0, ROOT)
@@ -36,11 +37,27 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
     checks = by_section["check"]
     assert checks and all(r["rel_err_fwd_default"] < 1e-5 for r in checks)
     assert all(r["max_rel_err"] < 1e-4 for r in by_section["check_grad"])
-    assert [r["L"] for r in by_section["tokens"]] == [16, 64]
-    assert (tmp_path / "tokens.png").stat().st_size > 1000       # the curves, drawn
     times = by_section["time"]
     assert {r["mode"] for r in times} == {"fwd", "fwd+z", "bwd", "step"}
     assert all(r["ours_ms"] > 0 and r["xla_ms"] > 0 for r in times)
+    (dispatch,) = by_section["dispatch"]
+    assert all(dispatch[f"{m}{k}"] > 0 for m in ("fwd", "bwd", "bwd_flat")
+               for k in ("_ms", "_host_ms"))
+    assert "| f32 | 16 | bwd |" in stdout
+
+
+def test_sweep_and_tokens_sections_write_rows(tmp_path):
+    """The layout sweep (a point's layout options, with z; the library's own default as a
+    point) and the batch-1 tokens rows with their plot. (A separate run from the check and
+    time sections, so that the two spread over the CI's test workers.)"""
+    by_section, _ = _run_script(
+        tmp_path, "--sections", "sweep,tokens", "--impls", "ours", "--token-min-log", "4",
+        "--token-max-log", "6", "--token-modes", "fwd", "--token-reps", "1",
+        "--sweep-length", "16", "--sweep",
+        "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1,"
+        "default:state_every=1", "--sweep-z")
+    assert [r["L"] for r in by_section["tokens"]] == [16, 64]
+    assert (tmp_path / "tokens.png").stat().st_size > 1000       # the curves, drawn
     sweep, split, default = by_section["sweep"]
     assert default["variant"] == "default" and default["state_every"] == 1
     assert "error" not in default and default["bwd_ms"] > 0   # the library's own variant
@@ -50,10 +67,6 @@ def test_check_time_and_sweep_sections_write_rows(tmp_path):
         2, 2, 2, 1)
     assert split["rel_err_fwd"] < 1e-5 and split["bwd_ms"] > 0
     assert split["rel_err_fwdz"] < 1e-5 and split["fwdz_ms"] > 0
-    (dispatch,) = by_section["dispatch"]
-    assert all(dispatch[f"{m}{k}"] > 0 for m in ("fwd", "bwd", "bwd_flat")
-               for k in ("_ms", "_host_ms"))
-    assert "| f32 | 16 | bwd |" in res.stdout
 
 
 def test_variants_with_options_reach_check_time_and_memory(tmp_path):
