@@ -769,19 +769,24 @@ def test_state_groups_default_and_checks():
     assert _state_groups(128, "gpu", None, 1, True) == (1, False)
     # serial_groups None: serial groups of 16 where the faster layouts would hold more than
     # 2 GiB beyond them, 1.6 (N - 16) bytes a (b, t, d): bf16 batch 8 L 4096 D 1536 from
-    # N 64 on (N 32 keeps one group), batch 1 at N 256 but not 128; never an explicit
-    # state_groups, serial_groups=False, TPU or the v2 / lanes backward
-    protocol, batch1 = 8 * 4096 * 1536, 4096 * 1536
+    # N 64 on (N 32 keeps one group); 8 GiB where one group's backward has fewer than 384
+    # 32-channel programs (batch 4, or batch 8 at D 768: N 128 keeps the faster layouts,
+    # batch 4 N 256 not; batch 1 at L 65536 from N 128); never an explicit state_groups,
+    # serial_groups=False, TPU or the v2 / lanes backward
+    protocol = (8, 4096, 1536, 1)
     assert _state_groups(32, "gpu", None, None, None, protocol) == (1, False)
     assert _state_groups(64, "gpu", None, None, None, protocol) == (4, True)
     assert _state_groups(128, "gpu", "hybrid", None, None, protocol) == (8, True)
-    assert _state_groups(128, "gpu", None, None, None, batch1) == (4, False)
-    assert _state_groups(256, "gpu", None, None, None, batch1) == (16, True)
+    assert _state_groups(128, "gpu", None, None, None, (8, 4096, 768, 1)) == (4, False)
+    assert _state_groups(128, "gpu", None, None, None, (4, 4096, 1536, 1)) == (4, False)
+    assert _state_groups(256, "gpu", None, None, None, (4, 4096, 1536, 1)) == (16, True)
+    assert _state_groups(256, "gpu", None, None, None, (1, 4096, 1536, 1)) == (8, False)
+    assert _state_groups(128, "gpu", None, None, None, (1, 65536, 1536, 1)) == (8, True)
     assert _state_groups(128, "gpu", None, None, False, protocol) == (4, False)
     assert _state_groups(128, "gpu", None, 2, None, protocol) == (2, False)
     assert _state_groups(128, "tpu", None, None, None, protocol) == (1, False)
     assert _state_groups(128, "gpu", "lanes", None, None, protocol) == (1, False)
-    assert _state_groups(16, "gpu", None, None, None, 1 << 40) == (1, False)
+    assert _state_groups(16, "gpu", None, None, None, (1 << 10, 1 << 20, 1536, 1)) == (1, False)
     with pytest.raises(ValueError, match="serial_groups"):
         _state_groups(128, "gpu", None, None, "yes")
     args = random_inputs(jax.random.PRNGKey(0), 1, 8, 4, 4, None, jnp.float32)

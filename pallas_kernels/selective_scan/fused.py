@@ -183,10 +183,14 @@ SERIAL_PAD = 16
 # memory grows as O(batch L D) whatever N, at most SERIAL_ABOVE_BYTES above serial; the
 # price is speed where serial is chosen: batch 8 L 4096 training step N 64 15.9 ms
 # against 13.7 (the official kernel 16.3), N 128 30.4 against 24.7 (32.4), N 256 62.5
-# against 49.0 (67.3). At batch 1 L 4096 (faster layouts kept) serial would run 0.75-0.81x
-# the official kernel's step.
+# against 49.0 (67.3). Where one group's backward programs are few (batch < 8 at D 1536:
+# two-warp programs, whose state_every > 1 cost 40%, run 51) serial is much slower: the
+# step at batch 1 0.75x / 0.81x the official kernel's at N 64 / 128 (run 90), at batch 2
+# / 4 N 128 1.32x / 1.57x the faster layouts' time, batch 4 N 256 1.59x (run 92; at batch
+# 8 1.23x). There the bound is SERIAL_ABOVE_BYTES_FEW.
 SIDE_BYTES_PER_STATE = 1.6
 SERIAL_ABOVE_BYTES = 2 << 30
+SERIAL_ABOVE_BYTES_FEW = 8 << 30
 
 
 def _tile_warps(n_pad, block_d):
@@ -1222,17 +1226,18 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
     return batch, length, dim, n, groups[0]
 
 
-def _state_groups(n, platform, variant, state_groups, serial_groups, elements=0):
+def _state_groups(n, platform, variant, state_groups, serial_groups, call=None):
     """(S, serial): the groups of states the scan is split into and whether they run one
-    after another (see GROUP_STATES, SERIAL_GROUP_STATES). ``elements``: batch x L x D of
+    after another (see GROUP_STATES, SERIAL_GROUP_STATES). ``call``: (batch, L, D, G) of
     the call; with serial_groups and state_groups None, serial where the faster layouts
-    would hold more than SERIAL_ABOVE_BYTES beyond it (:func:`_faster_extra_bytes`)."""
+    would hold more than SERIAL_ABOVE_BYTES beyond it, SERIAL_ABOVE_BYTES_FEW where one
+    group's backward programs are few (:func:`_serial_by_default`)."""
     if serial_groups not in (None, True, False, 0, 1):
         raise ValueError(f"serial_groups must be a bool, got {serial_groups!r}")
     tiles_backward = variant is None or variant in TILES_BACKWARD
     if serial_groups is None:
         serial = (state_groups is None and platform == "gpu" and tiles_backward
-                  and _faster_extra_bytes(n, elements) > SERIAL_ABOVE_BYTES)
+                  and call is not None and _serial_by_default(n, *call))
     else:
         serial = bool(serial_groups)
     if state_groups is None:
@@ -1247,11 +1252,17 @@ def _state_groups(n, platform, variant, state_groups, serial_groups, elements=0)
     return state_groups, serial and state_groups > 1
 
 
-def _faster_extra_bytes(n, elements):
-    """The bytes the faster layouts above N = 16 (one group to N 64, groups of 32 side by
-    side above) hold in forward + backward beyond the serial groups of 16, for ``elements``
-    = batch x L x D: SIDE_BYTES_PER_STATE (N - 16) a (b, t, d), 0 up to N 16."""
-    return SIDE_BYTES_PER_STATE * max(0, n - LANE_STATES) * elements
+def _serial_by_default(n, batch, length, dim, groups):
+    """Whether the default runs serial groups: where the faster layouts above N = 16 (one
+    group to N 64, groups of 32 side by side above) would hold more than SERIAL_ABOVE_BYTES
+    in forward + backward beyond them, SIDE_BYTES_PER_STATE (N - 16) bytes a (b, t, d); or
+    more than SERIAL_ABOVE_BYTES_FEW where one group of 16's backward runs two-warp
+    programs (fewer than BWD_PROGRAMS 32-channel ones, as at batch < 8 x D 1536), which
+    make serial slow (see SERIAL_ABOVE_BYTES)."""
+    extra = SIDE_BYTES_PER_STATE * max(0, n - LANE_STATES) * batch * length * dim
+    width = dim // groups
+    full = _programs(batch * groups, width, _lanes_block(width)) >= BWD_PROGRAMS
+    return extra > (SERIAL_ABOVE_BYTES if full else SERIAL_ABOVE_BYTES_FEW)
 
 
 def _serial_layout(layout, base, S):
@@ -1360,8 +1371,9 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         layouts (one group up to N 64, groups of 32 side by side above). None (default):
         with state_groups None, on the GPU layout with the tiles backward, serial where the
         faster layouts would hold more than SERIAL_ABOVE_BYTES (2 GiB) beyond it (above N
-        16 at batch x L x D >= 2^31 / (1.6 (N - 16)): e.g. from N 64 at batch 8, L 4096,
-        D 1536), else False: forward + backward memory O(batch L D) whatever N.
+        16 at batch x L x D > 2^31 / (1.6 (N - 16)): e.g. from N 64 at batch 8, L 4096,
+        D 1536), 8 GiB where one group's backward programs are few (batch < 8 at D 1536),
+        else False: forward + backward memory O(batch L D) whatever N.
       variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
         "tiles", "lanes" or "hybrid" (see :class:`Layout`); the measured times of each are
         in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -1375,7 +1387,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     S, serial = _state_groups(n, platform, variant, state_groups, serial_groups,
-                              batch * length * dim)
+                              (batch, length, dim, groups))
     A, B, C, D, delta_bias = _regroup_states(S, A, B, C, D, delta_bias)
     n_s = A.shape[1]
     copies = 1 if serial else S          # copies of the channels one kernel call walks
