@@ -280,20 +280,19 @@ def sum_names(cfg, backward=True):
 
 def store_row(ins, ref, name, index, value, cfg, loaded=None):
     """ref[index] = value in ref's dtype; with cfg.accumulate and ``name`` one of
-    :func:`row_names` (either direction), plus the running sum ``ins[name + "_sum"][index]``
-    (the output is aliased to that input, so the program reads its own block before it
-    overwrites it), or ``loaded``, that sum loaded earlier (the kernels load it a chunk
-    ahead: loaded at the store, its latency cost the serial groups' backward 4-8%, run
-    85)."""
-    if cfg.accumulate and f"{name}_sum" in ins:
+    :func:`row_names`, plus the running sum ``ins[name + "_sum"][index]`` (the output is
+    aliased to that input, so the program reads its own block before it overwrites it), or
+    ``loaded``, that sum loaded earlier (the tiles backward loads it a chunk ahead: loaded
+    at the store, its latency cost the serial groups' backward 4-8%, run 85)."""
+    if cfg.accumulate and name in row_names(cfg):
         value = value + (ins[f"{name}_sum"][index] if loaded is None else loaded)
     ref[index] = value.astype(ref.dtype)
 
 
-def _ahead(rows, name, i, cfg):
-    """Step i's row of ``name``'s running sum from a chunk's rows loaded ahead (None
-    without cfg.accumulate: :func:`store_row` then stores the value alone)."""
-    return rows[f"{name}_sum"][i] if cfg.accumulate else None
+def _plus_out_sum(ys, rows, cfg):
+    """A forward chunk's T out rows plus the running sum's rows (``out_sum``, loaded a
+    chunk ahead with the chunk's other rows) with cfg.accumulate; else as they are."""
+    return [y + rows["out_sum"][i] for i, y in enumerate(ys)] if cfg.accumulate else ys
 
 
 def backward_refs(refs, cfg):
@@ -407,9 +406,8 @@ def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
             h = jnp.exp2(_row(d) * A2) * h + _column(B_t) * _row(d * u)
             y = jnp.sum(h * _column(C_t), axis=0)
             ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
-        for i, y in enumerate(ys):
-            store_row(ins, out_ref, "out", (c * T + i, slice(None)), y, cfg,
-                      loaded=_ahead(rows, "out", i, cfg))
+        for i, y in enumerate(_plus_out_sum(ys, rows, cfg)):
+            out_ref[c * T + i, :] = y.astype(out_ref.dtype)
         return h, nxt
 
     h0 = _initial_state(scratch, A2.shape, cfg)  # top level: reads program_id
@@ -629,9 +627,8 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
             h = step_state(h, d, u, B_t, A2, fast)
             y = jnp.sum(h * C_t, axis=0, keepdims=True)                       # (1, bd)
             ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
-        if cfg.accumulate:                   # the running sum's rows, loaded a chunk ahead
-            ys = [y + rows["out_sum"][i] for i, y in enumerate(ys)]
-        out_ref[pl.ds(c * T, T), :] = _gather_rows(ys).astype(out_ref.dtype)
+        out_ref[pl.ds(c * T, T), :] = _gather_rows(_plus_out_sum(ys, rows, cfg)).astype(
+            out_ref.dtype)
         return h, nxt
 
     h0 = jnp.zeros(A2.shape, jnp.float32)
