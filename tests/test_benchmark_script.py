@@ -72,26 +72,20 @@ def test_sweep_and_tokens_sections_write_rows(tmp_path):
 def test_variants_with_options_reach_check_time_and_memory(tmp_path):
     """--variants entries take layout options (sweep-point syntax): each is checked, timed
     and its memory measured under its own column."""
-    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
-           "--sections", "check,time,memory", "--no-anchor", "--impls", "ours",
-           "--variants", "tiles,tiles:state_every=2", "--batch", "1", "--dim", "32",
-           "--state-size", "8",
-           "--lengths", "32", "--dtypes", "f32", "--reps", "1", "--inner", "1",
-           "--modes", "fwd,bwd", "--out", str(tmp_path)]
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+    by_section, _ = _run_script(
+        tmp_path, "--sections", "check,time,memory", "--impls", "ours", "--variants",
+        "tiles,tiles:state_every=2", "--state-size", "8", "--lengths", "32", "--modes",
+        "fwd,bwd")
     names = ("ours_tiles", "ours_tiles:state_every=2")
-    checks = [r for r in rows if r["section"] == "check"]
+    checks = by_section["check"]
     assert checks and all(r["rel_err_fwd_" + n[5:]] < 1e-5 for r in checks for n in names)
-    grads = [r for r in rows if r["section"] == "check_grad"]
+    grads = by_section["check_grad"]
     assert {r["variant"] for r in grads} == {n[5:] for n in names}
     assert all(r["max_rel_err"] < 1e-4 for r in grads)
-    times = [r for r in rows if r["section"] == "time"]
+    times = by_section["time"]
     assert {r["mode"] for r in times} == {"fwd", "bwd"}
     assert all(r[n + "_ms"] > 0 for r in times for n in names)
-    (mem,) = [r for r in rows if r["section"] == "memory"]
+    (mem,) = by_section["memory"]
     assert mem["N"] == 8 and all(r["N"] == 8 for r in times)
     assert all(mem[n + "_total_bytes"] > mem["input_bytes"] for n in names)
 

@@ -224,9 +224,9 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
     fields += ("z",) * (cfg.has_z and with_y and not tile_gate)
     tiles = ("z_tile",) * tile_gate + ("delta_tile",) * delta_tile
     # the running sum of out (accumulate) in the shape of out's stores: tiles or rows
-    total = sum_names(cfg, backward=False) if with_y else ()
-    fields += total * (not tile_gate)
-    tiles += tuple(f"{name}_tile" for name in total) * tile_gate
+    sums = sum_names(cfg, backward=False) if with_y else ()
+    fields += sums * (not tile_gate)
+    tiles += tuple(f"{name}_tile" for name in sums) * tile_gate
 
     out_cfg = dataclasses.replace(cfg, has_z=cfg.has_z and not tile_gate)   # step_output's gate
 
@@ -281,12 +281,12 @@ def fwd_kernel_lanes(*refs, cfg, save_states: bool, end_state_only: bool = False
         if tile_gate:
             for i in range(0, U, lanes.S):
                 out = _gate_tile(ys[i:i + lanes.S], rows_now[i]["z_tile"], lanes.S)
-                if total:
+                if sums:
                     out = out + rows_now[i]["out_sum_tile"]
                 out_ref[pl.ds(c * U + i, lanes.S), :] = out.astype(out_ref.dtype)
         else:
             for i, y in enumerate(ys):
-                if total:
+                if sums:
                     y = y + rows_now[i]["out_sum"]
                 lanes.put_row(out_ref, c * U + i, y.astype(out_ref.dtype))
         if save_states and U >= K:
