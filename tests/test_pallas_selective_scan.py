@@ -1004,6 +1004,7 @@ def test_matches_reference_compiled_gpu(batch, length, dim, n, groups, dtype, ev
     # the other backward kernels adding into the serial groups' sums (kernel.store_row)
     pytest.param(64, dict(serial_groups=True, variant="lanes"), id="N64-serial-lanes"),
     pytest.param(64, dict(serial_groups=True, variant="v2"), id="N64-serial-v2"),
+    pytest.param(64, dict(serial_groups=True, variant="tiles"), id="N64-serial-tiles"),
     pytest.param(64, dict(state_groups=2), id="N64-groups2")])
 def test_above_16_states_compiled_gpu(n, layout):
     """The default layout above N = 16 compiled (above N 64 as groups of 32 states side by
