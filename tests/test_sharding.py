@@ -18,9 +18,14 @@ from ssm_jax.data import get_task
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _cpu_env(n_devices, **extra):
+    """A subprocess's environment with n CPU devices (the session's other XLA_FLAGS kept)."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n_devices}"
+    return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu", **extra)
+
+
 def _start(n_devices, workdir, cache):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}",
-               JAX_PLATFORMS="cpu", SSM_JAX_CACHE=str(cache))
+    env = _cpu_env(n_devices, SSM_JAX_CACHE=str(cache))
     cmd = [sys.executable, "-m", "experiments.train", "--config=configs/quickstart.py:tiny",
            f"--workdir={workdir}", "--config.num_steps=6", "--config.tensorboard=False"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -46,7 +51,7 @@ def test_four_devices_match_one(tmp_path, monkeypatch):
 
 
 def test_batch_size_not_divisible_is_an_error():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = _cpu_env(4)
     code = ("from ssm_jax.training import sharding\n"
             "mesh = sharding.make_mesh()\n"
             "sharding.check_batch_size(8, mesh)\n"
