@@ -11,7 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run_script(tmp_path, *args):
-    """Run benchmarks/selective_scan.py on the CPU; its rows by section, and its stdout."""
+    """Run benchmarks/selective_scan.py on the CPU; its rows by section, and its stdout.
+    (N 4 or 8 where the sections allow: the interpreted kernels compile in time with N.)"""
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "selective_scan.py"),
            "--no-anchor", "--batch", "1", "--dim", "32", "--dtypes", "f32", "--reps", "1",
            "--inner", "1", *args, "--out", str(tmp_path)]
@@ -28,7 +29,7 @@ def _run_script(tmp_path, *args):
 def test_check_time_and_dispatch_sections_write_rows(tmp_path):
     by_section, stdout = _run_script(
         tmp_path, "--sections", "check,time,dispatch", "--impls", "ours,xla", "--lengths",
-        "16", "--modes", "fwd,fwd+z,bwd,step")
+        "16", "--modes", "fwd,fwd+z,bwd,step", "--state-size", "4")
     header = by_section["header"][0]
     assert header["variants"] == ["default"]
     sys.path.insert(0, ROOT)
@@ -55,7 +56,7 @@ def test_sweep_and_tokens_sections_write_rows(tmp_path):
         "--token-max-log", "6", "--token-modes", "fwd", "--token-reps", "1",
         "--sweep-length", "16", "--sweep",
         "hybrid:32:1:4:4:2,hybrid:split=2:segments=2:row_ahead=2:delta_tile=1,"
-        "default:state_every=1", "--sweep-z")
+        "default:state_every=1", "--sweep-z", "--state-size", "4")
     assert [r["L"] for r in by_section["tokens"]] == [16, 64]
     assert (tmp_path / "tokens.png").stat().st_size > 1000       # the curves, drawn
     sweep, split, default = by_section["sweep"]
