@@ -3,6 +3,7 @@
 On the CPU the kernels run in the Pallas interpreter (small shapes, short chunks to keep the
 compile short); the tests marked ``gpu`` run them compiled on a GPU with the default layout.
 """
+import functools
 import math
 
 import jax
@@ -720,6 +721,82 @@ def _group_scans(jaxpr, S):
             if eqn.primitive.name == "scan" and eqn.params["length"] == S
             and any(e.primitive.name == "pallas_call"
                     for e in _equations(eqn.params["jaxpr"].jaxpr))]
+
+
+def _groups_run(fn, args, S):
+    """(side-by-side copies, serial group scans) of fn's jaxpr: the width of its widest
+    pallas_call rows over D, and the number of ``lax.scan``s over S groups."""
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    batch, length, dim = args[0].shape
+    widths = [eqn.outvars[0].aval.shape[2] for eqn in _equations(jaxpr)
+              if eqn.primitive.name == "pallas_call" and eqn.outvars[0].aval.ndim == 3
+              and eqn.outvars[0].aval.shape[1] >= length]
+    return max(widths) // dim, len(_group_scans(jaxpr, S))
+
+
+def test_undifferentiated_call_runs_the_faster_groups():
+    """Where the default runs serial groups of 16 for the memory of forward + backward (bf16
+    batch 8 L 4096 D 1536 from N 64), an undifferentiated call saves no states and runs the
+    faster layouts where they hold at most 2 GiB beyond serial: N 64 in one group, N 128 as
+    4 groups of 32 side by side (1.6 GB); N 256's 8 copies (3.2 GB) stay serial. The
+    gradient runs serial groups at each N; an explicit serial_groups=True is kept. Traced,
+    not run."""
+    from pallas_kernels.selective_scan.fused import SERIAL_GROUP_STATES
+    for n, copies in ((64, 1), (128, 4), (256, None)):
+        args = jax.eval_shape(lambda: random_inputs(
+            jax.random.PRNGKey(0), 8, 4096, 1536, n, None, jnp.bfloat16, True, True, True))
+        S = n // SERIAL_GROUP_STATES
+
+        def call(*a, **kw):
+            return selective_scan_pallas(*a, delta_softplus=True, interpret=True,
+                                         platform="gpu", **kw)
+        loss = lambda *a: jnp.sum(call(*a).astype(jnp.float32))
+        assert _groups_run(jax.grad(loss, argnums=(0, 1)), args, S) == (1, 2), n
+        forward = _groups_run(call, args, S)
+        assert forward == ((copies, 0) if copies else (1, 1)), (n, forward)
+        assert _groups_run(functools.partial(call, serial_groups=True), args, S) == (1, 1)
+
+
+def _check_apart(n, copies, shape, interpret, gradients, tol):
+    """The serial default forced (the caller patches ``_serial_by_default``): the
+    undifferentiated call runs ``copies`` copies of the channels and no group scan and
+    matches the reference (values and last state); a gradient runs the serial groups and
+    (``gradients``) matches it too (values and every gradient)."""
+    from pallas_kernels.selective_scan import fused
+    args = random_inputs(jax.random.PRNGKey(n), *shape, n, None, jnp.float32,
+                         True, True, True)
+    kwargs = dict(delta_softplus=True, return_last_state=True)
+    call = functools.partial(selective_scan_pallas, **kwargs, interpret=interpret)
+    S = -(-n // fused.SERIAL_GROUP_STATES)
+    assert _groups_run(call, args, S) == (copies, 0)
+    out, last = jax.jit(call)(*args)
+    out_ref, last_ref = selective_scan_ref(*args, **kwargs)
+    assert rel_err(out, out_ref) < tol and rel_err(last, last_ref) < tol
+    loss = lambda *a: jnp.sum(call(*a)[0])
+    assert _groups_run(jax.grad(loss, argnums=(0, 1)), args, S) == (1, 2)
+    if gradients:
+        check_against_reference(args, kwargs, dict(interpret=interpret), tol=tol,
+                                grad_tol=10 * tol)
+
+
+@pytest.mark.parametrize("n,copies", [(40, 1), (72, 3)])
+def test_undifferentiated_call_apart_from_the_gradient_interpret(n, copies, monkeypatch):
+    """The serial default forced at a small shape: the undifferentiated call runs the
+    faster layout (one group at N 40, 3 groups of 32 side by side at N 72), a gradient the
+    serial groups, both as the reference (the gradients checked at N 40)."""
+    from pallas_kernels.selective_scan import fused
+    monkeypatch.setattr(fused, "_serial_by_default", lambda *a: True)
+    _check_apart(n, copies, (1, 29, 16), True, n == 40, 1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not on_gpu, reason="needs a GPU: compiled kernels")
+@pytest.mark.parametrize("n,copies", [(40, 1), (72, 3)])
+def test_undifferentiated_call_apart_from_the_gradient_compiled_gpu(n, copies, monkeypatch):
+    """As the interpret test, compiled: values and gradients at both N."""
+    from pallas_kernels.selective_scan import fused
+    monkeypatch.setattr(fused, "_serial_by_default", lambda *a: True)
+    _check_apart(n, copies, (2, 600, 64), False, True, 1e-4)
 
 
 @pytest.mark.parametrize("batch,m0", [(1, 1), (8, 4)])

@@ -1265,6 +1265,26 @@ def _serial_by_default(n, batch, length, dim, groups):
     return extra > (SERIAL_ABOVE_BYTES if full else SERIAL_ABOVE_BYTES_FEW)
 
 
+def _undifferentiated_groups(groups, n, platform, variant, state_groups, serial_groups,
+                             call, itemsizes):
+    """(S, serial) of a call that is not differentiated, given ``groups``, the (S, serial)
+    of :func:`_state_groups` (what a gradient runs). It saves no states for a backward, so
+    where the default chose serial groups for the memory of forward + backward, the forward
+    alone runs the faster layouts if they hold at most SERIAL_ABOVE_BYTES beyond it: one
+    group (up to N 64: nothing beyond), or S groups side by side (S copies of u, delta, z,
+    ``itemsizes`` bytes a (b, t, d), and S float32 partial outs). bf16 batch 8 L 4096 D
+    1536 (runs 82, 91, H200): N 64 2.29 ms in one group against 3.20 serial, N 128 4.81 as
+    4 groups of 32 (1.6 GB beyond) against 6.11; N 256's 8 copies (3.2 GB) stay serial.
+    An explicit state_groups or serial_groups is kept."""
+    if not groups[1] or state_groups is not None or serial_groups is not None:
+        return groups
+    faster = _state_groups(n, platform, variant, None, False, call)
+    batch, length, dim, _ = call
+    copies = faster[0] if faster[0] > 1 else 0
+    beyond = copies * (sum(itemsizes) + 4) * batch * length * dim
+    return faster if beyond <= SERIAL_ABOVE_BYTES else groups
+
+
 def _serial_layout(layout, base, S):
     """Serial groups (tiles backward): ``base`` (one group's layout) with each group saving
     its state S x less often, state_every pow2(S) m (``layout(m)`` builds the layout), so
@@ -1373,7 +1393,10 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         faster layouts would hold more than SERIAL_ABOVE_BYTES (2 GiB) beyond it (above N
         16 at batch x L x D > 2^31 / (1.6 (N - 16)): e.g. from N 64 at batch 8, L 4096,
         D 1536), 8 GiB where one group's backward programs are few (batch < 8 at D 1536),
-        else False: forward + backward memory O(batch L D) whatever N.
+        else False: forward + backward memory O(batch L D) whatever N. A call that is not
+        differentiated saves no states: there the default runs the faster layouts where
+        they hold at most 2 GiB beyond serial (:func:`_undifferentiated_groups`; e.g. N 64
+        and 128 at batch 8 L 4096 D 1536 bf16), and a gradient the serial groups.
       variant: None (the layout's default: "hybrid" on the GPU layout, "v2" on TPU), "v2",
         "tiles", "lanes" or "hybrid" (see :class:`Layout`); the measured times of each are
         in BENCHMARKS.md and benchmarks/NOTES.md.
@@ -1386,20 +1409,62 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
-    S, serial = _state_groups(n, platform, variant, state_groups, serial_groups,
-                              (batch, length, dim, groups))
+    call = (batch, length, dim, groups)
+    S, serial = _state_groups(n, platform, variant, state_groups, serial_groups, call)
+    run = functools.partial(
+        _scan_in_groups, platform=platform, interpret=interpret,
+        softplus=bool(delta_softplus), return_last_state=return_last_state,
+        options=dict(block_d=block_d, chunk=chunk, num_warps=num_warps,
+                     time_block=time_block, variant=variant, unroll=unroll,
+                     segments=segments, prefetch_bc=prefetch_bc, bwd_segments=bwd_segments,
+                     row_ahead=row_ahead, split=split, delta_tile=delta_tile,
+                     bwd_block_d=bwd_block_d, bwd_num_warps=bwd_num_warps,
+                     bc_atomic=bc_atomic),
+        state_every=state_every)
+    args = (u, delta, A, B, C, D, z, delta_bias)
+    undifferentiated = _undifferentiated_groups(
+        (S, serial), n, platform, variant, state_groups, serial_groups, call,
+        [x.dtype.itemsize for x in (u, delta, z) if x is not None])
+    if undifferentiated == (S, serial):
+        return run(S, serial, *args)
+    return _forward_apart(functools.partial(run, *undifferentiated),
+                          functools.partial(run, S, serial), *args)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _forward_apart(primal, train, *args):
+    """``primal(*args)`` where the call is not differentiated; a gradient (its forward and
+    backward) differentiates ``train(*args)`` instead, the same function in another layout
+    (:func:`_undifferentiated_groups`)."""
+    return primal(*args)
+
+
+def _forward_apart_fwd(primal, train, *args):
+    return jax.vjp(train, *args)
+
+
+def _forward_apart_bwd(primal, train, vjp, cotangent):
+    return vjp(cotangent)
+
+
+_forward_apart.defvjp(_forward_apart_fwd, _forward_apart_bwd)
+
+
+def _scan_in_groups(S, serial, u, delta, A, B, C, D, z, delta_bias, *, platform, interpret,
+                    softplus, return_last_state, options, state_every):
+    """:func:`selective_scan_pallas` as S groups of states (``serial``: one after another),
+    the layout's other choices from ``options`` (its keyword arguments)."""
+    batch, length, dim = u.shape
+    n, groups = A.shape[1], 1 if B.ndim == 3 else B.shape[2]
     A, B, C, D, delta_bias = _regroup_states(S, A, B, C, D, delta_bias)
     n_s = A.shape[1]
     copies = 1 if serial else S          # copies of the channels one kernel call walks
 
     def layout(state_every):
         return choose_layout(
-            length, copies * dim, n_s, copies * groups, platform, interpret, block_d, chunk,
-            num_warps, time_block, variant, unroll, segments, batch=batch,
-            prefetch_bc=prefetch_bc, bwd_segments=bwd_segments, row_ahead=row_ahead,
-            split=split, delta_tile=delta_tile, bwd_block_d=bwd_block_d,
-            bwd_num_warps=bwd_num_warps, state_every=state_every, bc_atomic=bc_atomic,
-            wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)))
+            length, copies * dim, n_s, copies * groups, platform, interpret, batch=batch,
+            state_every=state_every,
+            wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)), **options)
     lay = layout(state_every)
     if serial and state_every is None and lay.variant in TILES_BACKWARD:
         lay = _serial_layout(layout, lay, S)
@@ -1416,7 +1481,7 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None,
 
     A_T = _pad_axis(_pad_channels(A.astype(jnp.float32).T, wide), 0, lay.n_state)
     out, last = _scan_core(
-        lay, length, bool(delta_softplus), seq(u), seq(delta), A_T,
+        lay, length, softplus, seq(u), seq(delta), A_T,
         _prepare_bc(B, lay, length_pad), _prepare_bc(C, lay, length_pad), vec(D), seq(z),
         vec(delta_bias))
     out = _unpad_channels(out[:, :length], copy, dim)
