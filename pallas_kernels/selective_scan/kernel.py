@@ -366,6 +366,36 @@ def save_chunk_state(states_ref, c, h, cfg):
         states_ref[c // m] = h
 
 
+def forward_chunks(ins, h, cfg, load, step, store, states_ref, bias, Dskip, limit):
+    """The forward's walk over a program's chunks of T = cfg.chunk steps from state h, shared
+    by the v2 and tiles kernels; returns the last state. Each chunk prefetches the next
+    one's rows (``load(ins, names, c, T)``: {name: [T rows]}; the last chunk reloads itself)
+    before any store, saves its start into ``states_ref`` (None: no states saved), runs
+    ``step(h, delta_t, u_t, B_t, C_t) -> (h, y_t)`` (float32) for its T steps and hands the
+    outputs (D skip, z gate and cfg.accumulate's running sum applied) to ``store(c, ys)``."""
+    T, n_chunks = cfg.chunk, cfg.chunks_per_block
+    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z + sum_names(cfg, False)
+
+    def chunk_body(c, carry):
+        h, rows = carry
+        nxt = load(ins, fields, jnp.minimum(c + 1, n_chunks - 1), T)
+        if states_ref is not None:
+            save_chunk_state(states_ref, c, h, cfg)
+        ys = []
+        for i in range(T):
+            t = c * T + i
+            d, _ = _step_delta(rows["delta"][i], bias, t, limit, cfg)
+            u = rows["u"][i].astype(jnp.float32)
+            h, y = step(h, d, u, rows["B"][i].astype(jnp.float32),
+                        rows["C"][i].astype(jnp.float32))
+            ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
+        store(c, _plus_out_sum(ys, rows, cfg))
+        return h, nxt
+
+    h, _ = jax.lax.fori_loop(0, n_chunks, chunk_body, (h, load(ins, fields, 0, T)))
+    return h
+
+
 def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
     """Forward of one (batch, channel block[, time block]).
 
@@ -387,31 +417,16 @@ def fwd_kernel(*refs, cfg: ScanConfig, save_states: bool):
     Dskip = ins["D"][0, :].astype(jnp.float32) if cfg.has_D else None
     bias = ins["bias"][0, :].astype(jnp.float32) if cfg.has_bias else None
 
-    T, n_chunks = cfg.chunk, cfg.chunks_per_block
-    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z + sum_names(cfg, False)
+    def step(h, d, u, B_t, C_t):
+        h = jnp.exp2(_row(d) * A2) * h + _column(B_t) * _row(d * u)
+        return h, jnp.sum(h * _column(C_t), axis=0)
 
-    def chunk_body(c, carry):
-        h, rows = carry
-        # Prefetch the next chunk's rows (the last chunk reloads itself) before any store.
-        nxt = _load_chunk(ins, fields, jnp.minimum(c + 1, n_chunks - 1), T)
-        if save_states:
-            save_chunk_state(states_ref, c, h, cfg)
-        ys = []
-        for i in range(T):
-            t = c * T + i
-            d, _ = _step_delta(rows["delta"][i], bias, t, limit, cfg)
-            u = rows["u"][i].astype(jnp.float32)
-            B_t = rows["B"][i].astype(jnp.float32)
-            C_t = rows["C"][i].astype(jnp.float32)
-            h = jnp.exp2(_row(d) * A2) * h + _column(B_t) * _row(d * u)
-            y = jnp.sum(h * _column(C_t), axis=0)
-            ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
-        for i, y in enumerate(_plus_out_sum(ys, rows, cfg)):
-            out_ref[c * T + i, :] = y.astype(out_ref.dtype)
-        return h, nxt
+    def store(c, ys):
+        for i, y in enumerate(ys):
+            out_ref[c * cfg.chunk + i, :] = y.astype(out_ref.dtype)
 
     h0 = _initial_state(scratch, A2.shape, cfg)  # top level: reads program_id
-    h, _ = jax.lax.fori_loop(0, n_chunks, chunk_body, (h0, _load_chunk(ins, fields, 0, T)))
+    h = forward_chunks(ins, h0, cfg, _load_chunk, step, store, states_ref, bias, Dskip, limit)
     if cfg.carry:
         scratch[...] = h
     last_ref[...] = h
@@ -608,33 +623,17 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
     limit = cfg.length
     Dskip = ins["D"][...].astype(jnp.float32) if cfg.has_D else None      # (1, bd)
     bias = ins["bias"][...].astype(jnp.float32) if cfg.has_bias else None
-    T, n_chunks = cfg.chunk, cfg.chunks_per_block
-    fields = ("u", "delta", "B", "C") + ("z",) * cfg.has_z + sum_names(cfg, False)
-    fast = cfg.fast_math
+    def step(h, d, u, B_t, C_t):          # d, u (1, bd) rows; B_t, C_t (N, 1) columns
+        h = step_state(h, d, u, B_t, A2, cfg.fast_math)
+        return h, jnp.sum(h * C_t, axis=0, keepdims=True)                    # (1, bd)
 
-    def chunk_body(c, carry):
-        h, rows = carry
-        nxt = _load_chunk_tiles(ins, fields, jnp.minimum(c + 1, n_chunks - 1), T)
-        if save_states:
-            save_chunk_state(states_ref, c, h, cfg)
-        ys = []
-        for i in range(T):
-            t = c * T + i
-            d, _ = _step_delta(rows["delta"][i], bias, t, limit, cfg)         # (1, bd)
-            u = rows["u"][i].astype(jnp.float32)                              # (1, bd)
-            B_t = rows["B"][i].astype(jnp.float32)                            # (N, 1)
-            C_t = rows["C"][i].astype(jnp.float32)
-            h = step_state(h, d, u, B_t, A2, fast)
-            y = jnp.sum(h * C_t, axis=0, keepdims=True)                       # (1, bd)
-            ys.append(step_output(y, u, rows["z"][i] if cfg.has_z else None, Dskip, cfg))
-        out_ref[pl.ds(c * T, T), :] = _gather_rows(_plus_out_sum(ys, rows, cfg)).astype(
-            out_ref.dtype)
-        return h, nxt
+    def store(c, ys):
+        T = cfg.chunk
+        out_ref[pl.ds(c * T, T), :] = _gather_rows(ys).astype(out_ref.dtype)
 
     h0 = jnp.zeros(A2.shape, jnp.float32)
-    h, _ = jax.lax.fori_loop(0, n_chunks, chunk_body,
-                             (h0, _load_chunk_tiles(ins, fields, 0, T)))
-    last_ref[...] = h
+    last_ref[...] = forward_chunks(ins, h0, cfg, _load_chunk_tiles, step, store, states_ref,
+                                   bias, Dskip, cfg.length)
 
 
 def bwd_kernel_tiles(*refs, cfg: ScanConfig):
