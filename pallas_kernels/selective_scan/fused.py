@@ -187,7 +187,9 @@ SERIAL_PAD = 16
 # two-warp programs, whose state_every > 1 cost 40%, run 51) serial is much slower: the
 # step at batch 1 0.75x / 0.81x the official kernel's at N 64 / 128 (run 90), at batch 2
 # / 4 N 128 1.32x / 1.57x the faster layouts' time, batch 4 N 256 1.59x (run 92; at batch
-# 8 1.23x). There the bound is SERIAL_ABOVE_BYTES_FEW.
+# 8 1.23x). There the bound is SERIAL_ABOVE_BYTES_FEW. A call that is not differentiated
+# saves no states and runs the faster layouts where they alone hold at most
+# SERIAL_ABOVE_BYTES beyond serial (:func:`_undifferentiated_groups`).
 SIDE_BYTES_PER_STATE = 1.6
 SERIAL_ABOVE_BYTES = 2 << 30
 SERIAL_ABOVE_BYTES_FEW = 8 << 30
