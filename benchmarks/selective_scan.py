@@ -58,6 +58,15 @@ def record(out_dir, **row):
             f.write(json.dumps(row) + "\n")
 
 
+def append_row(out_dir, filename, row):
+    """Print a row as JSON and, with out_dir, append it to out_dir/filename (the experiment
+    scripts beside this one: one file each)."""
+    print(json.dumps(row), flush=True)
+    if out_dir:
+        with open(os.path.join(out_dir, filename), "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 # Warm-up runs at least this long as well as ``warmup`` calls: the card idles at a low clock
 # (345 MHz read before a run) and a few calls of a 0.1 ms kernel end before it has climbed,
 # so the first timed rows (batch 1, 2^12 tokens) measured a slower clock than the rest.

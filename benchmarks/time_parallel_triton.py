@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
 import math
 import os
 import sys
@@ -254,10 +253,8 @@ def counts(tiles, length=4096, dim=1536, n=16):
 
 
 def record(out_dir, **row):
-    print(json.dumps(row), flush=True)
-    if out_dir:
-        with open(os.path.join(out_dir, "time_parallel.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
+    from benchmarks.selective_scan import append_row
+    append_row(out_dir, "time_parallel.jsonl", row)
 
 
 def main():

@@ -26,6 +26,16 @@ def _run_script(tmp_path, *args):
     return by_section, res.stdout
 
 
+def _load_benchmark(name):
+    """A script under benchmarks/ imported as a module."""
+    import importlib.util
+    path = os.path.join(ROOT, "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_check_time_and_dispatch_sections_write_rows(tmp_path):
     by_section, stdout = _run_script(
         tmp_path, "--sections", "check,time,dispatch", "--impls", "ours,xla", "--lengths",
@@ -108,15 +118,41 @@ def test_kernels_sha_names_the_library_code(tmp_path):
 def test_time_parallel_experiment_imports_without_triton_and_picks_tiles():
     """benchmarks/time_parallel_triton.py (the raw-Triton experiment, GPU only) imports
     with neither triton nor jax_triton, and keeps a tile inside one group of B, C."""
-    import importlib.util
-    path = os.path.join(ROOT, "benchmarks", "time_parallel_triton.py")
-    spec = importlib.util.spec_from_file_location("time_parallel_triton", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load_benchmark("time_parallel_triton")
     assert mod.time_parallel_blocks(1536, 1) == (4, 32, 4, 4)
     assert mod.time_parallel_blocks(70, 1, block_d=8) == (4, 32, 8, 4)     # G 1: a D tail
     assert mod.time_parallel_blocks(96, 2, block_d=64) == (4, 32, 32, 4)   # 32 divides 96
     assert mod.time_parallel_blocks(6, 3, steps=2, num_warps=1) == (2, 32, 1, 1)
+
+
+def test_mosaic_gpu_experiment_matches_the_reference_and_lowers_for_cuda():
+    """benchmarks/mosaic_gpu_scan.py (the forward in Pallas' Mosaic GPU backend, timed on a
+    GPU against the Triton kernels): in the interpreter its chunk walk matches the
+    reference (f32 with D skip and delta_bias, L not a multiple of the chunk; bf16 without
+    them), both variants (TMA pipeline, direct loads) lower for CUDA without a GPU, and a
+    shape it does not take is refused naming the argument."""
+    import jax
+    import jax.numpy as jnp
+    import pytest
+    from pallas_kernels.selective_scan import selective_scan_ref
+    from pallas_kernels.selective_scan.testing import random_inputs, rel_err
+    mod = _load_benchmark("mosaic_gpu_scan")
+    for dtype, every, tol, kw in ((jnp.float32, True, 1e-5, dict(chunk=8)),
+                                  (jnp.bfloat16, False, 1e-2, dict(pipelined=False))):
+        u, delta, A, B, C, D, _, bias = random_inputs(
+            jax.random.PRNGKey(1), 2, 37, 128, 5, None, dtype, with_D=every, with_z=False,
+            with_bias=every)
+        y = mod.selective_scan_mosaic_gpu(u, delta, A, B, C, D, bias, delta_softplus=True,
+                                          interpret=True, **kw)
+        ref = selective_scan_ref(u, delta, A, B, C, D, None, bias, delta_softplus=True)
+        assert y.shape == ref.shape and y.dtype == ref.dtype
+        assert rel_err(y, ref) < tol, (dtype, rel_err(y, ref))
+    sizes = mod.lower(length=256, batch=2, dim=256)
+    assert sorted(sizes) == ["direct", "pipelined"] and min(sizes.values()) > 0
+    with pytest.raises(ValueError, match="D must be a multiple of 128"):
+        mod.selective_scan_mosaic_gpu(u[:, :, :64], delta[:, :, :64], A[:64], B, C)
+    with pytest.raises(ValueError, match="groups are not supported"):
+        mod.selective_scan_mosaic_gpu(u, delta, A, B[:, :, None], C)
 
 
 def test_tokens_rows_are_drawn(tmp_path):

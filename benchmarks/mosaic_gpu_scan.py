@@ -1,0 +1,228 @@
+"""A selective-scan forward in Pallas' Mosaic GPU backend (Hopper): an experiment.
+
+    python3 benchmarks/mosaic_gpu_scan.py --out DIR     (a GPU: check, then time)
+    python3 benchmarks/mosaic_gpu_scan.py --lower       (no GPU: lower both variants for CUDA)
+
+The issue behind the fused kernels asks for them through Pallas' Triton lowering "or Mosaic
+GPU if that is faster on Hopper". This script holds the Mosaic GPU side of that comparison:
+the forward (D skip, delta_bias, softplus; no z gate, no last state, B and C not grouped)
+written the way Mosaic GPU programs are, one warpgroup (128 threads) a program:
+
+    program (b, j): channels j*128 .. j*128 + 127 of sequence b, one thread a channel,
+    its N states N float32 registers (h[k], k = 0 .. N-1, as the library's lanes kernels),
+    time walked in chunks of T steps:
+        h[k] <- exp2(delta_t A[k] log2 e) h[k] + B_t[k] delta_t u_t,
+        y_t   = sum_k C_t[k] h[k] + D u_t
+
+``pipelined`` (the default): each chunk's (T, 128) rows of u and delta and (T, N) of B and C
+are copied to shared memory by TMA (``plgpu.emit_pipeline``, two chunks in flight) and y
+leaves through shared memory the same way; else (``pipelined=False``) the threads read and
+write global memory directly. Programs: batch x D / 128 (96 at batch 8, D 1536: 384 warps,
+as the library's unsplit lanes forward; its default splits a channel over 4 lanes for 1536
+one-warp programs, NOTES.md v10-v13), so this is the simplest Mosaic GPU form, timed
+against the library's default in the same process (``timing``).
+
+The Pallas interpreter has no rule for the TMA copies, so on the CPU (``interpret=True``)
+the pipelined variant walks the same chunks by plain loads (the same chunk body), which the
+tests check against the reference; the GPU checks both variants compiled (``check``).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BLOCK_D = 128            # channels a program: one warpgroup, one thread a channel
+LOG2E = 1.4426950408889634
+
+
+def _chunk_body(u_s, d_s, B_s, C_s, o_s, h, A2, Dskip, bias, softplus, T):
+    """T steps from the refs of one chunk: u_s, d_s, o_s (T, 128) rows, B_s, C_s (T, N);
+    h: the N state registers (128,) each. Returns the new states."""
+    h = list(h)
+    for i in range(T):
+        u = u_s[i, :].astype(jnp.float32)
+        d = d_s[i, :].astype(jnp.float32)
+        if bias is not None:
+            d = d + bias
+        if softplus:
+            # softplus as mamba (delta itself above 20); log(1 + e^x): Mosaic GPU has no log1p
+            d = jnp.where(d > 20.0, d, jnp.log(1.0 + jnp.exp(d)))
+        du = d * u
+        y = Dskip * u if Dskip is not None else None
+        for k in range(len(h)):
+            h[k] = jnp.exp2(d * A2[k]) * h[k] + B_s[i, k].astype(jnp.float32) * du
+            term = C_s[i, k].astype(jnp.float32) * h[k]
+            y = term if y is None else y + term
+        o_s[i, :] = y.astype(o_s.dtype)
+    return tuple(h)
+
+
+def _kernel(*refs, length, n, T, has_D, has_bias, softplus, pipelined):
+    u_ref, d_ref, A_ref, B_ref, C_ref = refs[:5]
+    rest = list(refs[5:])
+    D_ref = rest.pop(0) if has_D else None
+    bias_ref = rest.pop(0) if has_bias else None
+    (o_ref,) = rest
+    b = pl.program_id(0)
+    chan = pl.ds(pl.program_id(1) * BLOCK_D, BLOCK_D)
+    A2 = [A_ref[k, chan] * LOG2E for k in range(n)]
+    Dskip = D_ref[chan] if has_D else None
+    bias = bias_ref[chan] if has_bias else None
+    # zeros derived from a loaded row, so that the loop carry starts in the rows' layout
+    h0 = tuple(a * 0.0 for a in A2)
+    body = functools.partial(_chunk_body, A2=A2, Dskip=Dskip, bias=bias, softplus=softplus,
+                             T=T)
+    gmem = (u_ref.at[b, :, chan], d_ref.at[b, :, chan], B_ref.at[b], C_ref.at[b],
+            o_ref.at[b, :, chan])
+    if pipelined:
+        from jax.experimental.pallas import mosaic_gpu as plgpu
+        seq = plgpu.BlockSpec((T, BLOCK_D), lambda c: (c, 0))
+        bc = plgpu.BlockSpec((T, n), lambda c: (c, 0))
+        pipe = plgpu.emit_pipeline(
+            lambda _, u_s, d_s, B_s, C_s, o_s, h: body(u_s, d_s, B_s, C_s, o_s, h),
+            grid=(length // T,), in_specs=[seq, seq, bc, bc], out_specs=[seq],
+            max_concurrent_steps=2, init_carry=h0)
+        pipe(*gmem)
+        return
+
+    def chunk(c, h):
+        rows = pl.ds(c * T, T)
+        u_s, d_s, B_s, C_s, o_s = (r.at[rows] for r in gmem)
+        return body(u_s, d_s, B_s, C_s, o_s, h)
+    jax.lax.fori_loop(0, length // T, chunk, h0)
+
+
+def selective_scan_mosaic_gpu(u, delta, A, B, C, D=None, delta_bias=None,
+                              delta_softplus=False, *, chunk=16, pipelined=True,
+                              interpret=False):
+    """The selective-scan forward as one Mosaic GPU kernel (see the module docstring):
+
+        h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,   out_t = C_t . h_t + D u_t
+
+    u, delta: (batch, L, D), D a multiple of 128; A: (D, N); B, C: (batch, L, N) (not
+    grouped); D, delta_bias: optional (D,). L is padded to a multiple of ``chunk`` (T
+    steps a chunk). Returns out (batch, L, D) in u's dtype. ``interpret``: the Pallas
+    interpreter (CPU), where the pipelined variant walks its chunks by plain loads."""
+    from jax.experimental.pallas import mosaic_gpu as plgpu
+    if u.ndim != 3:
+        raise ValueError(f"u must have shape (batch, L, D), got {tuple(u.shape)}")
+    batch, length, dim = u.shape
+    if dim % BLOCK_D:
+        raise ValueError(f"u's D must be a multiple of {BLOCK_D} (one warpgroup a program), "
+                         f"got {dim}")
+    n = A.shape[1]
+    if A.shape != (dim, n):
+        raise ValueError(f"A must have shape (D={dim}, N), got {tuple(A.shape)}")
+    for name, x in (("B", B), ("C", C)):
+        if x.shape != (batch, length, n):
+            raise ValueError(f"{name} must have shape (batch, L, N) = {(batch, length, n)} "
+                             f"(groups are not supported here), got {tuple(x.shape)}")
+    if delta.shape != u.shape:
+        raise ValueError(f"delta must have shape {tuple(u.shape)}, got {tuple(delta.shape)}")
+    T = chunk
+    length_pad = -(-length // T) * T
+
+    def pad(x):
+        return jnp.pad(x, ((0, 0), (0, length_pad - length), (0, 0)))
+
+    vecs = [x.astype(jnp.float32) for x in (D, delta_bias) if x is not None]
+    gmem = pl.BlockSpec(memory_space=plgpu.GMEM)
+    kernel = functools.partial(
+        _kernel, length=length_pad, n=n, T=T, has_D=D is not None,
+        has_bias=delta_bias is not None, softplus=bool(delta_softplus),
+        pipelined=pipelined and not interpret)
+    out = pl.pallas_call(
+        kernel, grid=(batch, dim // BLOCK_D), in_specs=[gmem] * (5 + len(vecs)),
+        out_specs=gmem, out_shape=jax.ShapeDtypeStruct((batch, length_pad, dim), u.dtype),
+        compiler_params=plgpu.CompilerParams(approx_math=True), interpret=interpret,
+        name="selective_scan_fwd_mosaic_gpu",
+    )(pad(u), pad(delta), A.T.astype(jnp.float32), pad(B), pad(C), *vecs)
+    return out[:, :length]
+
+
+VARIANTS = [dict(), dict(chunk=8), dict(chunk=32), dict(pipelined=False)]
+
+
+def check(out_dir):
+    """Values against the sequential reference, compiled, several shapes and variants."""
+    from pallas_kernels.selective_scan.reference import selective_scan_ref
+    from pallas_kernels.selective_scan.testing import random_inputs, rel_err
+    cases = [(2, 1000, 256, 16, jnp.float32, True), (2, 1000, 256, 16, jnp.bfloat16, True),
+             (3, 37, 128, 5, jnp.float32, False), (1, 4096, 1536, 16, jnp.bfloat16, True)]
+    for b, L, D, N, dt, every in cases:
+        a = random_inputs(jax.random.PRNGKey(L + D), b, L, D, N, None, dt, with_D=every,
+                          with_z=False, with_bias=every)
+        u, delta, A, B, C, Dskip, _, bias = a
+        ref = selective_scan_ref(u, delta, A, B, C, Dskip, None, bias, delta_softplus=True)
+        for variant in VARIANTS:
+            y = jax.jit(functools.partial(selective_scan_mosaic_gpu, delta_softplus=True,
+                                          **variant))(u, delta, A, B, C, Dskip, bias)
+            record(out_dir, kind="check", shape=[b, L, D, N], dtype=str(jnp.dtype(dt)),
+                   cfg=variant, y_err=rel_err(y, ref))
+
+
+def timing(out_dir, reps, inner):
+    """ms a forward call (bf16, D 1536, N 16), the library's default forward (Triton) and
+    the Mosaic GPU variants in the same process."""
+    import selective_scan as bench
+    for batch, L in [(8, 2048), (8, 4096), (1, 4096), (1, 16384)]:
+        args = bench.inputs(L, jnp.bfloat16, batch=batch)
+        u, delta, A, B, C, Dskip, _, bias = args
+        ms = 1e3 * bench.time_jax(bench.ours_fwd(), *args, reps=reps, inner=inner)
+        record(out_dir, kind="time", impl="pallas-triton-default", batch=batch, L=L, ms=ms)
+        for variant in VARIANTS:
+            f = jax.jit(functools.partial(selective_scan_mosaic_gpu, delta_softplus=True,
+                                          **variant))
+            ms = 1e3 * bench.time_jax(f, u, delta, A, B, C, Dskip, bias, reps=reps,
+                                      inner=inner)
+            record(out_dir, kind="time", impl="mosaic-gpu", cfg=variant, batch=batch, L=L,
+                   ms=ms)
+
+
+def lower(length=4096, batch=8, dim=1536, n=16):
+    """Export both variants for CUDA (no GPU needed); returns {variant: module size}."""
+    shapes = [(batch, length, dim)] * 2 + [(dim, n), (batch, length, n), (batch, length, n),
+                                           (dim,), (dim,)]
+    dtypes = [jnp.bfloat16] * 2 + [jnp.float32] + [jnp.bfloat16] * 2 + [jnp.float32] * 2
+    specs = [jax.ShapeDtypeStruct(s, d) for s, d in zip(shapes, dtypes)]
+    sizes = {}
+    for pipelined in (True, False):
+        f = functools.partial(selective_scan_mosaic_gpu, delta_softplus=True,
+                              pipelined=pipelined)
+        exp = jax.export.export(jax.jit(f), platforms=["cuda"])(*specs)
+        sizes["pipelined" if pipelined else "direct"] = len(exp.mlir_module())
+    return sizes
+
+
+def record(out_dir, **row):
+    from benchmarks.selective_scan import append_row
+    append_row(out_dir, "mosaic_gpu.jsonl", row)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="", help="a folder for mosaic_gpu.jsonl")
+    p.add_argument("--lower", action="store_true", help="lower for CUDA only (no GPU)")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--inner", type=int, default=5)
+    a = p.parse_args()
+    if a.lower:
+        print(lower())
+        return
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    check(a.out)
+    timing(a.out, a.reps, a.inner)
+
+
+if __name__ == "__main__":
+    main()
