@@ -128,16 +128,18 @@ def test_time_parallel_experiment_imports_without_triton_and_picks_tiles():
 def test_mosaic_gpu_experiment_matches_the_reference_and_lowers_for_cuda():
     """benchmarks/mosaic_gpu_scan.py (the forward in Pallas' Mosaic GPU backend, timed on a
     GPU against the Triton kernels): in the interpreter its chunk walk matches the
-    reference (f32 with D skip and delta_bias, L not a multiple of the chunk; bf16 without
-    them), both variants (TMA pipeline, direct loads) lower for CUDA without a GPU, and a
-    shape it does not take is refused naming the argument."""
+    reference (f32 with D skip and delta_bias, L not a multiple of the chunk, in 3 time
+    segments linked between two passes and in one; bf16 without them), its variants (TMA
+    pipeline, direct loads, unsegmented) lower for CUDA without a GPU, and a shape it does
+    not take is refused naming the argument."""
     import jax
     import jax.numpy as jnp
     import pytest
     from pallas_kernels.selective_scan import selective_scan_ref
     from pallas_kernels.selective_scan.testing import random_inputs, rel_err
     mod = _load_benchmark("mosaic_gpu_scan")
-    for dtype, every, tol, kw in ((jnp.float32, True, 1e-5, dict(chunk=8)),
+    for dtype, every, tol, kw in ((jnp.float32, True, 1e-5, dict(chunk=8, segments=3)),
+                                  (jnp.float32, True, 1e-5, dict(chunk=8, segments=1)),
                                   (jnp.bfloat16, False, 1e-2, dict(pipelined=False))):
         u, delta, A, B, C, D, _, bias = random_inputs(
             jax.random.PRNGKey(1), 2, 37, 128, 5, None, dtype, with_D=every, with_z=False,
@@ -148,7 +150,10 @@ def test_mosaic_gpu_experiment_matches_the_reference_and_lowers_for_cuda():
         assert y.shape == ref.shape and y.dtype == ref.dtype
         assert rel_err(y, ref) < tol, (dtype, rel_err(y, ref))
     sizes = mod.lower(length=256, batch=2, dim=256)
-    assert sorted(sizes) == ["direct", "pipelined"] and min(sizes.values()) > 0
+    assert sorted(sizes) == ["direct", "pipelined", "unsegmented"]
+    assert min(sizes.values()) > 0
+    assert mod.default_segments(8, 1536, 4096) == 4 and mod.default_segments(1, 1536, 4096) == 32
+    assert mod.default_segments(1, 1536, 1024) == 8         # segments of 128 steps at least
     with pytest.raises(ValueError, match="D must be a multiple of 128"):
         mod.selective_scan_mosaic_gpu(u[:, :, :64], delta[:, :, :64], A[:64], B, C)
     with pytest.raises(ValueError, match="groups are not supported"):
