@@ -1,7 +1,7 @@
 """A selective-scan forward in Pallas' Mosaic GPU backend (Hopper): an experiment.
 
     python3 benchmarks/mosaic_gpu_scan.py --out DIR     (a GPU: check, then time)
-    python3 benchmarks/mosaic_gpu_scan.py --lower       (no GPU: lower both variants for CUDA)
+    python3 benchmarks/mosaic_gpu_scan.py --lower       (no GPU: lower its variants for CUDA)
 
 The issue behind the fused kernels asks for them through Pallas' Triton lowering "or Mosaic
 GPU if that is faster on Hopper". This script holds the Mosaic GPU side of that comparison:

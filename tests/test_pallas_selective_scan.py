@@ -635,9 +635,9 @@ def test_states_saved_every_m_chunks_interpret(batch, length, dim, n, dtype, opt
     pytest.param(1, 21, 8, 6, None, jnp.float32, (True, True, True),
                  dict(state_groups=2, serial_groups=True, variant="lanes"),
                  id="serial-S2-lanes"),
-    # the default groups of 16: S = 3, each saving its state every 4 x T steps
-    pytest.param(1, 64, 16, 40, None, jnp.float32, (True, True, True),
-                 dict(serial_groups=True), id="serial-N40-default"),
+    # the default groups of 16 (S = 3, each saving its state every 4 x T steps): in
+    # test_undifferentiated_call_apart_from_the_gradient_interpret[40-1], whose gradient
+    # runs them through the default
     # ... and the forward and the tiles backward in 2 time segments, each program adding
     # into its part of the sums
     pytest.param(1, 64, 16, 32, None, jnp.float32, (True, True, True),
@@ -727,7 +727,7 @@ def _groups_run(fn, args, S):
     """(side-by-side copies, serial group scans) of fn's jaxpr: the width of its widest
     pallas_call rows over D, and the number of ``lax.scan``s over S groups."""
     jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
-    batch, length, dim = args[0].shape
+    _, length, dim = args[0].shape
     widths = [eqn.outvars[0].aval.shape[2] for eqn in _equations(jaxpr)
               if eqn.primitive.name == "pallas_call" and eqn.outvars[0].aval.ndim == 3
               and eqn.outvars[0].aval.shape[1] >= length]
@@ -779,14 +779,17 @@ def _check_apart(n, copies, shape, interpret, gradients, tol):
                                 grad_tol=10 * tol)
 
 
-@pytest.mark.parametrize("n,copies", [(40, 1), (72, 3)])
-def test_undifferentiated_call_apart_from_the_gradient_interpret(n, copies, monkeypatch):
+@pytest.mark.parametrize("n,copies,length", [(40, 1, 64), (72, 3, 29)])
+def test_undifferentiated_call_apart_from_the_gradient_interpret(n, copies, length,
+                                                                 monkeypatch):
     """The serial default forced at a small shape: the undifferentiated call runs the
     faster layout (one group at N 40, 3 groups of 32 side by side at N 72), a gradient the
-    serial groups, both as the reference (the gradients checked at N 40)."""
+    serial groups, both as the reference. The gradients are checked at N 40: the default
+    groups of 16, S = 3, each saving its state every 4 x T steps (16: L 64 walks 4
+    blocks of them), D skip, z, delta_bias, the last state."""
     from pallas_kernels.selective_scan import fused
     monkeypatch.setattr(fused, "_serial_by_default", lambda *a: True)
-    _check_apart(n, copies, (1, 29, 16), True, n == 40, 1e-5)
+    _check_apart(n, copies, (1, length, 16), True, n == 40, 1e-5)
 
 
 @pytest.mark.gpu

@@ -1267,9 +1267,9 @@ def _serial_by_default(n, batch, length, dim, groups):
     return extra > (SERIAL_ABOVE_BYTES if full else SERIAL_ABOVE_BYTES_FEW)
 
 
-def _undifferentiated_groups(groups, n, platform, variant, state_groups, serial_groups,
+def _undifferentiated_groups(gradient, n, platform, variant, state_groups, serial_groups,
                              call, itemsizes):
-    """(S, serial) of a call that is not differentiated, given ``groups``, the (S, serial)
+    """(S, serial) of a call that is not differentiated, given ``gradient``, the (S, serial)
     of :func:`_state_groups` (what a gradient runs). It saves no states for a backward, so
     where the default chose serial groups for the memory of forward + backward, the forward
     alone runs the faster layouts if they hold at most SERIAL_ABOVE_BYTES beyond it: one
@@ -1278,13 +1278,13 @@ def _undifferentiated_groups(groups, n, platform, variant, state_groups, serial_
     1536 (runs 82, 91, H200): N 64 2.29 ms in one group against 3.20 serial, N 128 4.81 as
     4 groups of 32 (1.6 GB beyond) against 6.11; N 256's 8 copies (3.2 GB) stay serial.
     An explicit state_groups or serial_groups is kept."""
-    if not groups[1] or state_groups is not None or serial_groups is not None:
-        return groups
+    if not gradient[1] or state_groups is not None or serial_groups is not None:
+        return gradient
     faster = _state_groups(n, platform, variant, None, False, call)
     batch, length, dim, _ = call
     copies = faster[0] if faster[0] > 1 else 0
     beyond = copies * (sum(itemsizes) + 4) * batch * length * dim
-    return faster if beyond <= SERIAL_ABOVE_BYTES else groups
+    return faster if beyond <= SERIAL_ABOVE_BYTES else gradient
 
 
 def _serial_layout(layout, base, S):

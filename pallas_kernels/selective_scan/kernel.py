@@ -623,6 +623,7 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
     limit = cfg.length
     Dskip = ins["D"][...].astype(jnp.float32) if cfg.has_D else None      # (1, bd)
     bias = ins["bias"][...].astype(jnp.float32) if cfg.has_bias else None
+
     def step(h, d, u, B_t, C_t):          # d, u (1, bd) rows; B_t, C_t (N, 1) columns
         h = step_state(h, d, u, B_t, A2, cfg.fast_math)
         return h, jnp.sum(h * C_t, axis=0, keepdims=True)                    # (1, bd)
@@ -633,7 +634,7 @@ def fwd_kernel_tiles(*refs, cfg: ScanConfig, save_states: bool):
 
     h0 = jnp.zeros(A2.shape, jnp.float32)
     last_ref[...] = forward_chunks(ins, h0, cfg, _load_chunk_tiles, step, store, states_ref,
-                                   bias, Dskip, cfg.length)
+                                   bias, Dskip, limit)
 
 
 def bwd_kernel_tiles(*refs, cfg: ScanConfig):
