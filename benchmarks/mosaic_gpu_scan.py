@@ -42,6 +42,10 @@ from jax.experimental import pallas as pl
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.selective_scan import append_row  # noqa: E402
+
+record = functools.partial(append_row, filename="mosaic_gpu.jsonl")
+
 BLOCK_D = 128            # channels a program: one warpgroup, one thread a channel
 LOG2E = 1.4426950408889634
 
@@ -272,11 +276,6 @@ def lower(length=4096, batch=8, dim=1536, n=16):
         exp = jax.export.export(jax.jit(f), platforms=["cuda"])(*specs)
         sizes[name] = len(exp.mlir_module())
     return sizes
-
-
-def record(out_dir, **row):
-    from benchmarks.selective_scan import append_row
-    append_row(out_dir, "mosaic_gpu.jsonl", row)
 
 
 def main():

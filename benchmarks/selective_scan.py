@@ -58,9 +58,9 @@ def record(out_dir, **row):
             f.write(json.dumps(row) + "\n")
 
 
-def append_row(out_dir, filename, row):
+def append_row(out_dir, filename, **row):
     """Print a row as JSON and, with out_dir, append it to out_dir/filename (the experiment
-    scripts beside this one: one file each)."""
+    scripts beside this one, one file each: their ``record``)."""
     print(json.dumps(row), flush=True)
     if out_dir:
         with open(os.path.join(out_dir, filename), "a") as f:

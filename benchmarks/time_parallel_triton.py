@@ -41,6 +41,10 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from benchmarks.selective_scan import append_row  # noqa: E402
+
+record = functools.partial(append_row, filename="time_parallel.jsonl")
+
 
 @functools.lru_cache(maxsize=None)
 def _kernel():
@@ -250,11 +254,6 @@ def counts(tiles, length=4096, dim=1536, n=16):
         print(f"K {K} W {W} bd {bd} warps {warps}: {res['registers']} registers, "
               f"{res['spill_bytes']} spill bytes, {loop} loop SASS, "
               f"{loop / per_thread:.1f} a state update")
-
-
-def record(out_dir, **row):
-    from benchmarks.selective_scan import append_row
-    append_row(out_dir, "time_parallel.jsonl", row)
 
 
 def main():
