@@ -245,7 +245,7 @@ def check(out_dir):
 def timing(out_dir, reps, inner):
     """ms a forward call (bf16, D 1536, N 16), the library's default forward (Triton) and
     the Mosaic GPU variants in the same process."""
-    import selective_scan as bench
+    from benchmarks import selective_scan as bench
     for batch, L in [(8, 2048), (8, 4096), (1, 4096), (1, 16384)]:
         args = bench.inputs(L, jnp.bfloat16, batch=batch)
         u, delta, A, B, C, Dskip, _, bias = args
@@ -290,7 +290,6 @@ def main():
         return
     if a.out:
         os.makedirs(a.out, exist_ok=True)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     check(a.out)
     timing(a.out, a.reps, a.inner)
 

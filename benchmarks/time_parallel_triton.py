@@ -212,7 +212,7 @@ def check(out_dir):
 
 def timing(out_dir):
     """ms a forward call, bf16, against the library's default in the same process."""
-    import selective_scan as bench
+    from benchmarks import selective_scan as bench
     tiles = [dict(), dict(steps=2), dict(steps=8, block_d=1), dict(steps=2, num_warps=1),
              dict(num_warps=1), dict(steps=2, num_warps=2)]
     for batch, L in [(1, 4096), (1, 16384), (1, 65536), (8, 4096)]:
