@@ -35,6 +35,7 @@ import argparse
 import functools
 import os
 import sys
+import traceback
 
 import jax
 import jax.numpy as jnp
@@ -238,8 +239,17 @@ def check(out_dir):
                                               **variant))(u, delta, A, B, C, Dskip, bias)
                 row["y_err"] = rel_err(y, ref)
             except Exception as e:  # noqa: BLE001 - a variant that does not compile is a row
-                row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                row["error"] = error_text(e)
             record(out_dir, **row)
+
+
+def error_text(e, frames=4):
+    """A failed variant's row text: the exception's type and message, and where it was
+    raised (its last ``frames`` frames as file:line function), since an assertion inside
+    the lowering can carry no message (run 93, jax 0.11.2)."""
+    where = " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+                        for f in reversed(traceback.extract_tb(e.__traceback__)[-frames:]))
+    return f"{type(e).__name__}: {str(e)[:300]} (at {where})"
 
 
 def timing(out_dir, reps, inner):
@@ -259,7 +269,7 @@ def timing(out_dir, reps, inner):
                 row["ms"] = 1e3 * bench.time_jax(f, u, delta, A, B, C, Dskip, bias,
                                                  reps=reps, inner=inner)
             except Exception as e:  # noqa: BLE001
-                row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                row["error"] = error_text(e)
             record(out_dir, **row)
 
 

@@ -158,6 +158,15 @@ def test_mosaic_gpu_experiment_matches_the_reference_and_lowers_for_cuda():
         mod.selective_scan_mosaic_gpu(u[:, :, :64], delta[:, :, :64], A[:64], B, C)
     with pytest.raises(ValueError, match="groups are not supported"):
         mod.selective_scan_mosaic_gpu(u, delta, A, B[:, :, None], C)
+    # a variant that fails is recorded with where it failed, also without a message
+    with pytest.raises(ValueError) as e:
+        mod.selective_scan_mosaic_gpu(u, delta, A, B[:, :, None], C)
+    text = mod.error_text(e.value)
+    assert text.startswith("ValueError: B must have shape") and "selective_scan_mosaic_gpu" in text
+    try:
+        raise AssertionError()
+    except AssertionError as empty:
+        assert mod.error_text(empty).startswith("AssertionError:  (at test_benchmark_script.py:")
 
 
 def test_tokens_rows_are_drawn(tmp_path):

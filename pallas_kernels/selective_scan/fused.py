@@ -141,6 +141,13 @@ LANE_STATES = 16
 # two warps. 8 channels a warp ran slower (run 40).
 BWD_BLOCK_D = 16
 BWD_PROGRAMS = 384
+# ... and serial groups (of 16, see SERIAL_GROUP_STATES) from SERIAL_BWD_PROGRAMS: there the
+# two-warp programs would save the state every S m0 chunks, the recompute that cost them 40%
+# (run 51), while one-warp programs take m 4 S. bf16 L 4096 N 128, serial (run 93, H200):
+# batch 4 backward 15.78 -> 13.47 ms, training step 20.05 -> 17.52 (the official kernel
+# 16.61), memory 1.06 -> 1.16 GB; batch 2 8.48 -> 7.24 ms, step 10.82 -> 9.54 (official
+# 8.47), 0.53 -> 0.58 GB. Batch 1 (48 programs at D 1536) is not timed and keeps two warps.
+SERIAL_BWD_PROGRAMS = 96
 # The tiles backward adds dB, dC by atomics (bc_atomic) by default from this N_pad (run 60).
 BC_ATOMIC_STATES = 256
 # Above N = 16 hybrid's backward is segmented by default (its first pass, the lanes adjoint
@@ -167,8 +174,8 @@ GROUP_STATES = 32
 # (SERIAL_ABOVE_BYTES below).
 SERIAL_GROUP_STATES = 16
 # ... and, with the tiles backward, each group saves its state for the backward S x less
-# often than N_s states alone would (state_every pow2(S) m0, m0 one group's alone: 4 at
-# batch 8, 1 at batch 1): the S groups' saved states take what one group's alone take,
+# often than N_s states alone would (state_every pow2(S) m0, m0 one group's alone: 4 with
+# one-warp backward programs, from batch 2 at D 1536, else 1): the S groups' saved states take what one group's alone take,
 # 4 / m0 floats a (t, d) for groups of 16 (T 4) whatever N, so the memory of forward +
 # backward is O(batch L D) at every N (see benchmarks/NOTES.md v40), with less where that
 # would pad L by more than 1 / SERIAL_PAD (:func:`_serial_layout`).
@@ -183,11 +190,12 @@ SERIAL_PAD = 16
 # memory grows as O(batch L D) whatever N, at most SERIAL_ABOVE_BYTES above serial; the
 # price is speed where serial is chosen: batch 8 L 4096 training step N 64 15.9 ms
 # against 13.7 (the official kernel 16.3), N 128 30.4 against 24.7 (32.4), N 256 62.5
-# against 49.0 (67.3). Where one group's backward programs are few (batch < 8 at D 1536:
-# two-warp programs, whose state_every > 1 cost 40%, run 51) serial is much slower: the
-# step at batch 1 0.75x / 0.81x the official kernel's at N 64 / 128 (run 90), at batch 2
-# / 4 N 128 1.32x / 1.57x the faster layouts' time, batch 4 N 256 1.59x (run 92; at batch
-# 8 1.23x). There the bound is SERIAL_ABOVE_BYTES_FEW. A call that is not differentiated
+# against 49.0 (67.3). Where one group's backward programs are few (batch < 8 at D 1536)
+# serial is slower: the step at batch 1 (two-warp programs, whose state_every > 1 cost 40%,
+# run 51) 0.75x / 0.81x the official kernel's at N 64 / 128 (run 90); at batch 2 / 4 N 128
+# 1.18x / 1.39x the faster layouts' time in one-warp programs (run 93, SERIAL_BWD_PROGRAMS;
+# 1.32x / 1.57x in two-warp ones, run 92), against 1.23x at batch 8. There the bound is
+# SERIAL_ABOVE_BYTES_FEW. A call that is not differentiated
 # saves no states and runs the faster layouts where they alone hold at most
 # SERIAL_ABOVE_BYTES beyond serial (:func:`_undifferentiated_groups`).
 SIDE_BYTES_PER_STATE = 1.6
@@ -277,9 +285,11 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
                   block_d=None, chunk=None, num_warps=None, time_block=None, variant=None,
                   unroll=None, segments=None, batch=1, prefetch_bc=None, bwd_segments=None,
                   row_ahead=None, split=None, delta_tile=None, bwd_block_d=None,
-                  bwd_num_warps=None, state_every=None, bc_atomic=None, wide_inputs=False):
+                  bwd_num_warps=None, state_every=None, bc_atomic=None, wide_inputs=False,
+                  serial=False):
     """Block sizes for (batch, L, D, N, G) on ``platform``; explicit arguments override them.
     ``wide_inputs``: float32 sequence inputs (u, delta, B, C), which take more registers.
+    ``serial``: the layout of one of several state groups run one after another.
 
     GPU, variant "hybrid" (the default) or "lanes": 32 channels and one warp a
     program, the forward walking 2 or 4 steps a loop iteration (see below); T = 4 (hybrid) or
@@ -300,7 +310,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
     does not and keeps S = 1 with segments), and with S > 1 computes delta on (S, bd) tiles
     (``delta_tile``) where S x bd = 32. Its tiles backward takes one warp of BWD_BLOCK_D = 16
     channels a program (``bwd_block_d``, ``bwd_num_warps``) where there are at least
-    BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384), else two warps of 32.
+    BWD_PROGRAMS 32-channel programs (batch 8 x D 1536 has 384; with ``serial``
+    SERIAL_BWD_PROGRAMS, batch 2), else two warps of 32.
     hybrid above N = 16 (benchmarks/NOTES.md v28, v30): at most LANE_STATES = 16 states a
     lane (S from :func:`_default_split`); its backward is the tiles variant's, unsegmented
     where its 32-channel programs reach BWD_PROGRAMS or N_pad > SEGMENTED_BWD_STATES (64:
@@ -376,7 +387,8 @@ def choose_layout(length, dim, n_state, groups, platform, interpret,
             bwd_block_d = _tiles_block(n_pad, width)
         if (variant == "hybrid" and bwd_block_d_arg is None and bwd_warps is None
                 and n_pad <= 16 and whole > BWD_BLOCK_D
-                and _programs(batch * groups, width, whole) >= BWD_PROGRAMS):
+                and _programs(batch * groups, width, whole)
+                >= (SERIAL_BWD_PROGRAMS if serial else BWD_PROGRAMS)):
             # one-warp backward programs of 16 channels where there are many programs
             bwd_block_d, bwd_warps = BWD_BLOCK_D, 1
         if delta_tile is None:
@@ -1465,7 +1477,7 @@ def _scan_in_groups(S, serial, u, delta, A, B, C, D, z, delta_bias, *, platform,
     def layout(state_every):
         return choose_layout(
             length, copies * dim, n_s, copies * groups, platform, interpret, batch=batch,
-            state_every=state_every,
+            state_every=state_every, serial=serial,
             wide_inputs=any(x.dtype.itemsize >= 4 for x in (u, delta, B, C)), **options)
     lay = layout(state_every)
     if serial and state_every is None and lay.variant in TILES_BACKWARD:
