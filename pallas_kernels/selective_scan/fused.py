@@ -175,10 +175,11 @@ GROUP_STATES = 32
 SERIAL_GROUP_STATES = 16
 # ... and, with the tiles backward, each group saves its state for the backward S x less
 # often than N_s states alone would (state_every pow2(S) m0, m0 one group's alone: 4 with
-# one-warp backward programs, from batch 2 at D 1536, else 1): the S groups' saved states take what one group's alone take,
-# 4 / m0 floats a (t, d) for groups of 16 (T 4) whatever N, so the memory of forward +
-# backward is O(batch L D) at every N (see benchmarks/NOTES.md v40), with less where that
-# would pad L by more than 1 / SERIAL_PAD (:func:`_serial_layout`).
+# one-warp backward programs, from batch 2 at D 1536, else 1): the S groups' saved states
+# take what one group's alone take, 4 / m0 floats a (t, d) for groups of 16 (T 4) whatever
+# N, so the memory of forward + backward is O(batch L D) at every N (see
+# benchmarks/NOTES.md v40), with less where that would pad L by more than 1 / SERIAL_PAD
+# (:func:`_serial_layout`).
 SERIAL_PAD = 16
 # By default (serial_groups None, the GPU layout with the tiles backward) the groups run one
 # after another where the faster layouts would hold more than SERIAL_ABOVE_BYTES beyond
